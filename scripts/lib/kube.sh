@@ -1,0 +1,206 @@
+# shellcheck shell=bash
+# A real, local Kubernetes control plane (etcd + kube-apiserver, no kubelet,
+# no controller-manager) for pgpart's integration tests. Source this file:
+#
+#   source scripts/lib/kube.sh
+#   kube_build                 # build/cache binaries (tools/testenv), print paths
+#   kube_up   DIR              # start etcd + kube-apiserver, write DIR/kubeconfig
+#   kube_down DIR              # stop them; no process is left behind
+#
+# After kube_up these are exported (and also written to DIR/env for other shells):
+#   KUBE_TESTENV_DIR, KUBE_TESTENV_KUBECONFIG (=DIR/kubeconfig),
+#   KUBE_TESTENV_SERVER (https://127.0.0.1:PORT), KUBE_TESTENV_VERSION (v1.x.y),
+#   PGPART_TEST_KUBECONFIG, PGPART_TEST_KUBE_VERSION (what tests/support/kube.rs reads).
+# DIR/versions lists the versions of the three binaries; DIR/*.log has the logs.
+# Tunables: KUBE_UP_TIMEOUT (s, default 120), KUBE_DOWN_TIMEOUT (s, default 15),
+# PGPART_CACHE (binary cache root, default ~/.cache/pgpart).
+# Safe under `set -euo pipefail`; functions return non-zero instead of exiting.
+
+_KUBE_LIB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+_kube_log() { echo "kube.sh: $*" >&2; }
+
+# kube_build: build or reuse kube-apiserver, etcd and helm; sets KUBE_APISERVER_BIN,
+# ETCD_BIN, HELM_BIN and prints "name=path" lines.
+kube_build() {
+  local out line
+  out=$("$_KUBE_LIB_ROOT/tools/testenv/build.sh") || { _kube_log "kube_build FAILED"; return 1; }
+  while IFS= read -r line; do
+    case $line in
+      kube-apiserver=*) KUBE_APISERVER_BIN=${line#*=} ;;
+      etcd=*) ETCD_BIN=${line#*=} ;;
+      helm=*) HELM_BIN=${line#*=} ;;
+    esac
+  done <<<"$out"
+  export KUBE_APISERVER_BIN ETCD_BIN HELM_BIN
+  echo "$out"
+}
+
+# _kube_free_ports N: N distinct free loopback TCP ports (held open together so
+# they differ; a tiny race until the servers bind them is accepted).
+_kube_free_ports() {
+  python3 -c 'import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
+}
+
+# _kube_alive PID: process exists and is not a zombie.
+_kube_alive() {
+  local state
+  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
+# _kube_wait DEADLINE WHAT PID CMD...: poll CMD until it succeeds, PID dies or
+# SECONDS reaches DEADLINE.
+_kube_wait() {
+  local deadline=$1 what=$2 pid=$3; shift 3
+  until "$@" >/dev/null 2>&1; do
+    _kube_alive "$pid" || { _kube_log "$what exited while starting"; return 1; }
+    [ "$SECONDS" -lt "$deadline" ] || { _kube_log "timed out waiting for $what"; return 1; }
+    sleep 0.2
+  done
+}
+
+_kube_fail() { # DIR MESSAGE: print log tails, stop what started, return 1
+  local f
+  _kube_log "kube_up FAILED: $2"
+  for f in "$1"/etcd.log "$1"/kube-apiserver.log; do
+    [ -f "$f" ] && { echo "----- tail $f" >&2; tail -n 30 "$f" >&2; }
+  done
+  kube_down "$1" || true
+  return 1
+}
+
+_kube_certs() { # DIR: CA, serving cert for 127.0.0.1/localhost, SA signing key
+  local d=$1
+  (
+    set -e
+    cd "$d"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+      -subj /CN=pgpart-testenv-ca -keyout ca.key -out ca.crt \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+      -subj /CN=kube-apiserver -keyout apiserver.key -out apiserver.csr
+    printf '%s\n' 'subjectAltName=IP:127.0.0.1,DNS:localhost' 'basicConstraints=critical,CA:FALSE' \
+      'keyUsage=critical,digitalSignature' 'extendedKeyUsage=serverAuth' >apiserver.ext
+    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 \
+      -extfile apiserver.ext -out apiserver.crt
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key
+    chmod 600 ./*.key
+  ) >"$d/openssl.log" 2>&1
+}
+
+# kube_up DIR: start etcd and kube-apiserver with state in DIR (created).
+kube_up() {
+  [ $# -eq 1 ] || { _kube_log "usage: kube_up DIR"; return 2; }
+  mkdir -p "$1" || return 1
+  local dir; dir=$(cd "$1" && pwd)
+  local timeout=${KUBE_UP_TIMEOUT:-120} deadline token ports pc pp pa
+  if [ -f "$dir/kube-apiserver.pid" ] || [ -f "$dir/etcd.pid" ]; then
+    _kube_log "kube_up: $dir already has a control plane (run kube_down $dir first)"; return 1
+  fi
+  if [ -z "${KUBE_APISERVER_BIN:-}" ] || [ -z "${ETCD_BIN:-}" ]; then
+    kube_build >/dev/null || return 1
+  fi
+  # shellcheck source=../../tools/testenv/versions.env
+  source "$_KUBE_LIB_ROOT/tools/testenv/versions.env"
+
+  _kube_certs "$dir" || { _kube_log "openssl failed:"; cat "$dir/openssl.log" >&2; return 1; }
+  token=$(python3 -c 'import secrets; print(secrets.token_hex(24))') || return 1
+  echo "$token" >"$dir/admin.token"
+  echo "$token,pgpart-admin,pgpart-admin,\"system:masters\"" >"$dir/tokens.csv"
+  chmod 600 "$dir/admin.token" "$dir/tokens.csv"
+  ports=$(_kube_free_ports 3) || return 1
+  read -r pc pp pa <<<"$ports"
+
+  deadline=$((SECONDS + timeout))
+  rm -rf "$dir/etcd"
+  "$ETCD_BIN" --name=testenv --data-dir="$dir/etcd" --unsafe-no-fsync --log-level=warn \
+    --listen-client-urls="http://127.0.0.1:$pc" --advertise-client-urls="http://127.0.0.1:$pc" \
+    --listen-peer-urls="http://127.0.0.1:$pp" --initial-advertise-peer-urls="http://127.0.0.1:$pp" \
+    --initial-cluster="testenv=http://127.0.0.1:$pp" \
+    </dev/null >"$dir/etcd.log" 2>&1 &
+  echo $! >"$dir/etcd.pid"
+  _kube_wait "$deadline" etcd "$(cat "$dir/etcd.pid")" \
+    sh -c "curl -fsS http://127.0.0.1:$pc/health | grep -q '\"health\":\"true\"'" ||
+    { _kube_fail "$dir" "etcd did not become healthy on 127.0.0.1:$pc"; return 1; }
+
+  "$KUBE_APISERVER_BIN" --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$pa" \
+    --etcd-servers="http://127.0.0.1:$pc" --cert-dir="$dir/apiserver-certs" \
+    --tls-cert-file="$dir/apiserver.crt" --tls-private-key-file="$dir/apiserver.key" \
+    --client-ca-file="$dir/ca.crt" --token-auth-file="$dir/tokens.csv" \
+    --authorization-mode=Node,RBAC \
+    --service-account-issuer="https://127.0.0.1:$pa" \
+    --service-account-key-file="$dir/sa.key" --service-account-signing-key-file="$dir/sa.key" \
+    --disable-admission-plugins=ServiceAccount --endpoint-reconciler-type=none \
+    --service-cluster-ip-range=10.0.0.0/24 --profiling=false \
+    </dev/null >"$dir/kube-apiserver.log" 2>&1 &
+  echo $! >"$dir/kube-apiserver.pid"
+
+  local server="https://127.0.0.1:$pa"
+  cat >"$dir/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: testenv
+  cluster:
+    server: $server
+    certificate-authority-data: $(base64 -w0 <"$dir/ca.crt")
+users:
+- name: pgpart-admin
+  user:
+    token: $token
+contexts:
+- name: testenv
+  context: {cluster: testenv, user: pgpart-admin}
+current-context: testenv
+EOF
+  chmod 600 "$dir/kubeconfig"
+  _kube_wait "$deadline" "kube-apiserver /readyz" "$(cat "$dir/kube-apiserver.pid")" \
+    curl -fsS --cacert "$dir/ca.crt" -H "Authorization: Bearer $token" "$server/readyz" ||
+    { _kube_fail "$dir" "kube-apiserver not ready on $server"; return 1; }
+  _kube_wait "$deadline" "namespace default" "$(cat "$dir/kube-apiserver.pid")" \
+    kubectl --kubeconfig="$dir/kubeconfig" get namespace default ||
+    { _kube_fail "$dir" "namespace default never appeared"; return 1; }
+
+  printf 'kube-apiserver=%s\netcd=%s\nhelm=%s\n' "$KUBE_VERSION" "$ETCD_VERSION" "$HELM_VERSION" \
+    >"$dir/versions"
+  export KUBE_TESTENV_DIR=$dir KUBE_TESTENV_KUBECONFIG=$dir/kubeconfig \
+    KUBE_TESTENV_SERVER=$server KUBE_TESTENV_VERSION=$KUBE_VERSION
+  export PGPART_TEST_KUBECONFIG=$KUBE_TESTENV_KUBECONFIG PGPART_TEST_KUBE_VERSION=$KUBE_VERSION
+  local v
+  for v in KUBE_TESTENV_DIR KUBE_TESTENV_KUBECONFIG KUBE_TESTENV_SERVER KUBE_TESTENV_VERSION \
+    PGPART_TEST_KUBECONFIG PGPART_TEST_KUBE_VERSION; do
+    printf 'export %s=%q\n' "$v" "${!v}"
+  done >"$dir/env"
+  _kube_log "control plane $KUBE_VERSION up at $server (kubeconfig $dir/kubeconfig)"
+}
+
+# kube_down DIR: TERM what kube_up started in DIR, KILL it after
+# KUBE_DOWN_TIMEOUT seconds. Only pids whose command line names DIR are touched.
+kube_down() {
+  [ $# -eq 1 ] || { _kube_log "usage: kube_down DIR"; return 2; }
+  [ -d "$1" ] || return 0
+  local dir; dir=$(cd "$1" && pwd)
+  local name pid pids=() deadline=$((SECONDS + ${KUBE_DOWN_TIMEOUT:-15}))
+  for name in kube-apiserver etcd; do # apiserver first: it needs etcd to shut down cleanly
+    [ -f "$dir/$name.pid" ] || continue
+    pid=$(cat "$dir/$name.pid")
+    if _kube_alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$dir/"; then
+      kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$pid")
+    fi
+  done
+  for pid in "${pids[@]}"; do
+    while _kube_alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+    if _kube_alive "$pid"; then
+      _kube_log "pid $pid ignored TERM; sending KILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      while _kube_alive "$pid"; do sleep 0.1; done
+    fi
+    wait "$pid" 2>/dev/null || true # reap if it is our child
+  done
+  rm -f "$dir/kube-apiserver.pid" "$dir/etcd.pid"
+}

@@ -1,0 +1,1 @@
+//! PostgreSQL: connect, observe in one catalog query, execute actions.

@@ -1,0 +1,1 @@
+//! One error enum for the whole engine.

@@ -1,0 +1,10 @@
+//! pgpart: keeps PostgreSQL partitioned tables healthy, from Kubernetes or the command line.
+//!
+//! Data flows one way: policy → resolve → observe → plan → execute → report.
+//! `plan` is pure (no I/O); `db` and `controller` are the thin imperative shell.
+
+pub mod cli;
+pub mod db;
+pub mod error;
+pub mod plan;
+pub mod policy;

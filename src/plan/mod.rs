@@ -1,0 +1,5 @@
+//! The pure core: no I/O. From a policy, the observed table and `now`, compute the
+//! desired partitions, the ordered actions that get there, and findings.
+
+pub mod calendar;
+pub mod naming;
