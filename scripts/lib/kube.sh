@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash source-path=SCRIPTDIR
 # A real, local Kubernetes control plane (etcd + kube-apiserver, no kubelet,
 # no controller-manager) for pgpart's integration tests. Source this file:
 #
@@ -178,29 +178,31 @@ EOF
   _kube_log "control plane $KUBE_VERSION up at $server (kubeconfig $dir/kubeconfig)"
 }
 
-# kube_down DIR: TERM what kube_up started in DIR, KILL it after
-# KUBE_DOWN_TIMEOUT seconds. Only pids whose command line names DIR are touched.
+# kube_down DIR: stop what kube_up started in DIR: TERM, then KILL after
+# KUBE_DOWN_TIMEOUT seconds (default 15). Only pids whose command line names DIR
+# are touched, so a stale pid file can never hit an unrelated process.
 kube_down() {
   [ $# -eq 1 ] || { _kube_log "usage: kube_down DIR"; return 2; }
   [ -d "$1" ] || return 0
   local dir; dir=$(cd "$1" && pwd)
-  local name pid pids=() deadline=$((SECONDS + ${KUBE_DOWN_TIMEOUT:-15}))
-  for name in kube-apiserver etcd; do # apiserver first: it needs etcd to shut down cleanly
+  local name pid deadline rc=0
+  for name in kube-apiserver etcd; do # apiserver first: it talks to etcd while stopping
     [ -f "$dir/$name.pid" ] || continue
     pid=$(cat "$dir/$name.pid")
     if _kube_alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$dir/"; then
       kill -TERM "$pid" 2>/dev/null || true
-      pids+=("$pid")
+      deadline=$((SECONDS + ${KUBE_DOWN_TIMEOUT:-15}))
+      while _kube_alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+      if _kube_alive "$pid"; then
+        _kube_log "$name (pid $pid) ignored TERM; sending KILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        deadline=$((SECONDS + 10))
+        while _kube_alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+        _kube_alive "$pid" && { _kube_log "$name (pid $pid) survived KILL"; rc=1; }
+      fi
+      wait "$pid" 2>/dev/null || true # reap it if it is our child
     fi
+    [ "$rc" -ne 0 ] || rm -f "$dir/$name.pid"
   done
-  for pid in "${pids[@]}"; do
-    while _kube_alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
-    if _kube_alive "$pid"; then
-      _kube_log "pid $pid ignored TERM; sending KILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      while _kube_alive "$pid"; do sleep 0.1; done
-    fi
-    wait "$pid" 2>/dev/null || true # reap if it is our child
-  done
-  rm -f "$dir/kube-apiserver.pid" "$dir/etcd.pid"
+  return "$rc"
 }

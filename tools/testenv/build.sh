@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Build (or reuse) the test control plane binaries: kube-apiserver, etcd, helm.
 #
 #   tools/testenv/build.sh [kube-apiserver|etcd|helm ...]   # default: all three

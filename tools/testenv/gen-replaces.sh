@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Regenerate tools/testenv/kube-apiserver/go.mod for KUBE_VERSION (versions.env).
 #
 # Upstream k8s.io/kubernetes requires its staging modules (k8s.io/api,
