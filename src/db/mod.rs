@@ -1,1 +1,3 @@
 //! PostgreSQL: connect, observe in one catalog query, execute actions.
+
+pub mod quote;

@@ -3,3 +3,5 @@
 
 pub mod calendar;
 pub mod naming;
+pub mod bounds;
+pub mod model;
