@@ -36,15 +36,17 @@ build_one() { # name
       ldflags+=" -X $v.buildDate=$(cd "$here/$name" && release_time "k8s.io/kubernetes@$KUBE_VERSION")" ;;
     etcd)
       version=$ETCD_VERSION pkg=.
-      ldflags="-X go.etcd.io/etcd/api/v3/version.GitSHA=release-$ETCD_VERSION" ;;
+      ldflags="-X go.etcd.io/etcd/api/v3/version.GitSHA=unknown" ;; # Version is a const
     helm)
       version=$HELM_VERSION pkg=helm.sh/helm/v3/cmd/helm
       local v=helm.sh/helm/v3/internal/version
       ldflags="-X $v.version=$HELM_VERSION -X $v.gitTreeState=clean" ;;
     *) echo "testenv build: unknown binary '$name'" >&2; return 1 ;;
   esac
-  local out=$bindir/$name-$version
-  if [ ! -x "$out" ]; then
+  local out=$bindir/$name-$version stamp
+  # The name carries the version; the stamp catches other input changes (go.sum, flags).
+  stamp=$(cd "$here/$name" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-16)-$(echo "$ldflags" | sha256sum | cut -c1-16)
+  if [ ! -x "$out" ] || [ "$(cat "$out.stamp" 2>/dev/null)" != "$stamp" ]; then
     echo "testenv build: building $name $version (cold kube-apiserver takes 10+ min)..." >&2
     local start=$SECONDS
     (cd "$here/$name" &&
@@ -52,6 +54,7 @@ build_one() { # name
         "$go" build -trimpath -pgo=off -ldflags "-s -w $ldflags" -o "$out.tmp.$$" "$pkg") ||
       { rm -f "$out.tmp.$$"; echo "testenv build: FAILED to build $name $version" >&2; return 1; }
     mv -f "$out.tmp.$$" "$out"
+    echo "$stamp" >"$out.stamp"
     echo "testenv build: built $name $version in $((SECONDS - start))s -> $out" >&2
   fi
   echo "$name=$out"
