@@ -3,7 +3,8 @@
 # no controller-manager) for pgpart's integration tests. Source this file:
 #
 #   source scripts/lib/kube.sh
-#   kube_build                 # build/cache binaries (tools/testenv), print paths
+#   kube_build                 # build/cache binaries (tools/testenv), print paths and
+#                              # export KUBE_TESTENV_{APISERVER,ETCD,HELM}_BIN
 #   kube_up   DIR              # start etcd + kube-apiserver, write DIR/kubeconfig
 #   kube_down DIR              # stop them; no process is left behind
 #
@@ -14,25 +15,26 @@
 # DIR/versions lists the versions of the three binaries; DIR/*.log has the logs.
 # Tunables: KUBE_UP_TIMEOUT (s, default 120), KUBE_DOWN_TIMEOUT (s, default 15),
 # PGPART_CACHE (binary cache root, default ~/.cache/pgpart).
+# (No ETCD_* names: etcd would read them as flags.)
 # Safe under `set -euo pipefail`; functions return non-zero instead of exiting.
 
 _KUBE_LIB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 _kube_log() { echo "kube.sh: $*" >&2; }
 
-# kube_build: build or reuse kube-apiserver, etcd and helm; sets KUBE_APISERVER_BIN,
-# ETCD_BIN, HELM_BIN and prints "name=path" lines.
+# kube_build: build or reuse kube-apiserver, etcd and helm; sets KUBE_TESTENV_APISERVER_BIN,
+# KUBE_TESTENV_ETCD_BIN, KUBE_TESTENV_HELM_BIN and prints "name=path" lines.
 kube_build() {
   local out line
   out=$("$_KUBE_LIB_ROOT/tools/testenv/build.sh") || { _kube_log "kube_build FAILED"; return 1; }
   while IFS= read -r line; do
     case $line in
-      kube-apiserver=*) KUBE_APISERVER_BIN=${line#*=} ;;
-      etcd=*) ETCD_BIN=${line#*=} ;;
-      helm=*) HELM_BIN=${line#*=} ;;
+      kube-apiserver=*) KUBE_TESTENV_APISERVER_BIN=${line#*=} ;;
+      etcd=*) KUBE_TESTENV_ETCD_BIN=${line#*=} ;;
+      helm=*) KUBE_TESTENV_HELM_BIN=${line#*=} ;;
     esac
   done <<<"$out"
-  export KUBE_APISERVER_BIN ETCD_BIN HELM_BIN
+  export KUBE_TESTENV_APISERVER_BIN KUBE_TESTENV_ETCD_BIN KUBE_TESTENV_HELM_BIN
   echo "$out"
 }
 
@@ -101,7 +103,7 @@ kube_up() {
   if [ -f "$dir/kube-apiserver.pid" ] || [ -f "$dir/etcd.pid" ]; then
     _kube_log "kube_up: $dir already has a control plane (run kube_down $dir first)"; return 1
   fi
-  if [ -z "${KUBE_APISERVER_BIN:-}" ] || [ -z "${ETCD_BIN:-}" ]; then
+  if [ -z "${KUBE_TESTENV_APISERVER_BIN:-}" ] || [ -z "${KUBE_TESTENV_ETCD_BIN:-}" ]; then
     kube_build >/dev/null || return 1
   fi
   # shellcheck source=../../tools/testenv/versions.env
@@ -117,7 +119,7 @@ kube_up() {
 
   deadline=$((SECONDS + timeout))
   rm -rf "$dir/etcd"
-  "$ETCD_BIN" --name=testenv --data-dir="$dir/etcd" --unsafe-no-fsync --log-level=warn \
+  "$KUBE_TESTENV_ETCD_BIN" --name=testenv --data-dir="$dir/etcd" --unsafe-no-fsync --log-level=warn \
     --listen-client-urls="http://127.0.0.1:$pc" --advertise-client-urls="http://127.0.0.1:$pc" \
     --listen-peer-urls="http://127.0.0.1:$pp" --initial-advertise-peer-urls="http://127.0.0.1:$pp" \
     --initial-cluster="testenv=http://127.0.0.1:$pp" \
@@ -127,7 +129,7 @@ kube_up() {
     sh -c "curl -fsS http://127.0.0.1:$pc/health | grep -q '\"health\":\"true\"'" ||
     { _kube_fail "$dir" "etcd did not become healthy on 127.0.0.1:$pc"; return 1; }
 
-  "$KUBE_APISERVER_BIN" --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$pa" \
+  "$KUBE_TESTENV_APISERVER_BIN" --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$pa" \
     --etcd-servers="http://127.0.0.1:$pc" --cert-dir="$dir/apiserver-certs" \
     --tls-cert-file="$dir/apiserver.crt" --tls-private-key-file="$dir/apiserver.key" \
     --client-ca-file="$dir/ca.crt" --token-auth-file="$dir/tokens.csv" \
