@@ -1,1 +1,100 @@
-//! One error enum for the whole engine.
+//! One error enum. Each variant maps to a condition reason, an event, a metric label
+//! and a CLI exit code. Messages never carry secrets: database errors are rendered from
+//! the server's message fields, never from connection strings.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The policy itself is wrong; the message names the field and the fix.
+    #[error("{field}: {message}")]
+    InvalidPolicy { field: String, message: String },
+    /// The table does not exist.
+    #[error("table {table} does not exist: create it PARTITION BY RANGE/LIST/HASH first, or fix spec.table")]
+    TableMissing { table: String },
+    /// The table exists but does not match the policy (strategy, key type, naming).
+    #[error("{field}: {message}")]
+    Mismatch { field: String, message: String },
+    /// Two policies manage one table.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// A lock could not be had within lockTimeout, after retries.
+    #[error("lock timeout: {0}")]
+    LockTimeout(String),
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("{0}")]
+    Input(String),
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::InvalidPolicy { field: field.into(), message: message.into() }
+    }
+
+    pub fn mismatch(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Mismatch { field: field.into(), message: message.into() }
+    }
+
+    /// The reason used in conditions, events and metric labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::InvalidPolicy { .. } => "InvalidPolicy",
+            Error::TableMissing { .. } => "TableMissing",
+            Error::Mismatch { .. } => "PolicyMismatch",
+            Error::Conflict(_) => "Conflict",
+            Error::Connect(_) => "DatabaseUnavailable",
+            Error::PermissionDenied(_) => "PermissionDenied",
+            Error::LockTimeout(_) => "LockTimeout",
+            Error::Database(_) => "DatabaseError",
+            Error::Input(_) => "InvalidInput",
+        }
+    }
+
+    /// Only a person can fix it: retrying will not help.
+    pub fn is_stalled(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidPolicy { .. }
+                | Error::TableMissing { .. }
+                | Error::Mismatch { .. }
+                | Error::Conflict(_)
+                | Error::PermissionDenied(_)
+                | Error::Input(_)
+        )
+    }
+
+    /// CLI exit code: 2 for bad input (nothing was changed), 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::InvalidPolicy { .. } | Error::TableMissing { .. } | Error::Mismatch { .. } | Error::Input(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(e: tokio_postgres::Error) -> Self {
+        use tokio_postgres::error::SqlState;
+        let Some(db) = e.as_db_error() else {
+            // Connection-level failures: the Display of tokio-postgres names the cause, not the URL.
+            return Error::Connect(e.to_string());
+        };
+        let msg = match db.detail() {
+            Some(d) => format!("{} ({d})", db.message()),
+            None => db.message().to_string(),
+        };
+        match *db.code() {
+            SqlState::LOCK_NOT_AVAILABLE => Error::LockTimeout(msg),
+            SqlState::INSUFFICIENT_PRIVILEGE => Error::PermissionDenied(msg),
+            SqlState::TOO_MANY_CONNECTIONS | SqlState::CANNOT_CONNECT_NOW | SqlState::ADMIN_SHUTDOWN => Error::Connect(msg),
+            _ => Error::Database(msg),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

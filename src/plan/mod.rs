@@ -5,3 +5,8 @@ pub mod calendar;
 pub mod naming;
 pub mod bounds;
 pub mod model;
+pub mod action;
+pub mod diff;
+
+pub use action::{Action, TableCtx};
+pub use diff::{Finding, Plan, Summary, plan};

@@ -2,12 +2,14 @@
 //! CEL rules refuse at `kubectl apply` what can be judged without the database;
 //! [`validate`] judges the rest (intervals, zones, templates) for the CLI and controller.
 
-// mod validate;
+pub mod validate;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+pub use validate::{ValidPolicy, validate};
 
 
 
@@ -30,7 +32,7 @@ use serde::{Deserialize, Serialize};
 )]
 #[x_kube(validation = Rule::new("[has(self.range), has(self.list), has(self.hash)].filter(x, x).size() == 1").message("exactly one of spec.range, spec.list or spec.hash must be set, matching how the table is partitioned"))]
 #[x_kube(validation = Rule::new("!has(self.retention) || has(self.range)").message("spec.retention needs spec.range: list and hash partitions are never retired"))]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PartitionPolicySpec {
     /// Where the table lives. Required in a cluster; the CLI's `--database-url` replaces it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -71,7 +73,7 @@ pub struct PartitionPolicySpec {
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DatabaseRef {
     pub secret_ref: SecretRef,
 }
@@ -79,7 +81,7 @@ pub struct DatabaseRef {
 /// A Secret in the policy's own namespace. Keys: `uri`, or host, port, dbname, username (or user),
 /// password; optional sslmode and sslrootcert (PEM).
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretRef {
     pub name: String,
     /// Must be absent or the policy's own namespace: cross-namespace references are refused.
@@ -88,7 +90,7 @@ pub struct SecretRef {
 }
 
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RangeSpec {
     /// "N unit" (hour, day, week, month, quarter, year; plurals too), or a positive integer for an integer key.
     #[x_kube(validation = Rule::new("self.matches('^\\\\s*[0-9]+\\\\s*((hour|day|week|month|quarter|year)s?)?\\\\s*$')").message("spec.range.interval must be \"N unit\" (hour, day, week, month, quarter, year) or a positive integer, e.g. \"1 month\""))]
@@ -106,14 +108,14 @@ pub struct RangeSpec {
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListSpec {
     #[schemars(length(min = 1))]
     pub partitions: Vec<ListPartition>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListPartition {
     /// Partition suffix: the partition is named `{table}_{name}`.
     #[schemars(length(min = 1, max = 63))]
@@ -123,7 +125,7 @@ pub struct ListPartition {
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HashSpec {
     #[schemars(range(min = 1, max = 1024))]
     pub modulus: u32,
@@ -131,7 +133,7 @@ pub struct HashSpec {
 
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("!has(self.action) || self.action != 'MoveToSchema' || has(self.schema)").message("spec.retention.schema is required when spec.retention.action is MoveToSchema"))]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetentionSpec {
     /// Retire partitions whose WHOLE range ends before now − keep, e.g. "24 months".
     #[x_kube(validation = Rule::new("self.matches('^\\\\s*[0-9]+\\\\s*(hour|day|week|month|quarter|year)s?\\\\s*$')").message("spec.retention.keep must be \"N unit\", e.g. \"24 months\""))]
@@ -157,7 +159,7 @@ pub enum RetentionAction {
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DefaultPartitionSpec {
     /// Ensure a DEFAULT partition exists (a safety net for rows no partition takes).
     #[serde(default)]
@@ -176,14 +178,14 @@ pub enum OnRows {
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NamingSpec {
     /// Tokens: {table} {YYYY} {MM} {DD} {HH} {mm} {Q} {WW} {MON} {start}.
     pub template: String,
 }
 
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScheduleSpec {
     /// Re-check period (Go duration, e.g. 1h). Changes to the resource act at once.
     #[x_kube(validation = Rule::new("self.matches('^([0-9]+(ms|s|m|h))+$')").message("spec.schedule.every must be a duration like 1h or 10m"))]

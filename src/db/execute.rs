@@ -1,0 +1,233 @@
+//! Executing a plan: each action its own short transaction with `lock_timeout` set,
+//! retried with backoff on lock timeouts, under a per-table advisory lock.
+
+use std::time::Duration;
+
+use tokio_postgres::Client;
+
+use crate::db::quote::{ident, literal};
+use crate::error::{Error, Result};
+use crate::plan::action::{self, Action, BOUND_CHECK, OWNER_MARK, RangeSlot, TableCtx};
+use crate::plan::Plan;
+
+/// Rows moved per transaction when repairing a default partition: small enough that no
+/// batch holds its locks for long, large enough that the per-batch overhead is small.
+pub const REPAIR_BATCH_ROWS: i64 = 20_000;
+/// Attempts per action when its lock can't be had within lockTimeout.
+pub const LOCK_ATTEMPTS: u32 = 3;
+/// First key of pgpart's two-key advisory locks ("pgpt").
+const ADVISORY_NAMESPACE: i32 = 0x7067_7074;
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub action: Action,
+    pub description: String,
+    /// Rows moved, for repairs.
+    pub rows: i64,
+    pub result: Result<()>,
+}
+
+/// Whether `DETACH ... CONCURRENTLY` may be used: PostgreSQL 14+, and not with a default partition.
+pub fn can_detach_concurrently(server_version_num: i32, ctx: &TableCtx) -> bool {
+    server_version_num >= 140000 && ctx.default_partition.is_none()
+}
+
+/// Hold the table's advisory lock. Returns false when another run held it (the caller
+/// then re-observes before acting, since the other run may have done the work).
+pub async fn lock_table(client: &Client, ctx: &TableCtx, wait: Duration) -> Result<bool> {
+    let name = format!("{}.{}", ctx.schema, ctx.table);
+    let got: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1, hashtext($2))", &[&ADVISORY_NAMESPACE, &name])
+        .await?
+        .get(0);
+    if got {
+        return Ok(true);
+    }
+    client.batch_execute(&format!("SET lock_timeout = {}", literal(&format!("{}ms", wait.as_millis())))).await?;
+    let res = client.execute("SELECT pg_advisory_lock($1, hashtext($2))", &[&ADVISORY_NAMESPACE, &name]).await;
+    client.batch_execute("RESET lock_timeout").await?;
+    res.map_err(|e| match Error::from(e) {
+        Error::LockTimeout(_) => Error::LockTimeout(format!("another pgpart run is working on {name}")),
+        other => other,
+    })?;
+    Ok(false)
+}
+
+pub async fn unlock_table(client: &Client, ctx: &TableCtx) -> Result<()> {
+    let name = format!("{}.{}", ctx.schema, ctx.table);
+    client.execute("SELECT pg_advisory_unlock($1, hashtext($2))", &[&ADVISORY_NAMESPACE, &name]).await?;
+    Ok(())
+}
+
+/// Execute the plan's actions in order, reporting each outcome as it completes. After a
+/// failure nothing is retired in this pass: coverage is never reduced while something is wrong.
+pub async fn execute_plan(
+    client: &mut Client,
+    plan: &Plan,
+    server_version_num: i32,
+    on_outcome: &mut (dyn FnMut(&Outcome) + Send),
+) -> Vec<Outcome> {
+    let ctx = &plan.ctx;
+    let mut outcomes = Vec::new();
+    let mut failed = false;
+    for a in &plan.actions {
+        if failed && matches!(a, Action::Retire { .. }) {
+            continue;
+        }
+        let mut rows = 0;
+        let mut delay = Duration::from_millis(100).max(ctx.lock_timeout / 10);
+        let mut attempt = 1;
+        let result = loop {
+            match execute_action(client, ctx, a, server_version_num, &mut rows).await {
+                Err(Error::LockTimeout(m)) if attempt < LOCK_ATTEMPTS => {
+                    tracing::debug!(attempt, "lock timeout, retrying: {m}");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    attempt += 1;
+                }
+                other => break other,
+            }
+        };
+        failed |= result.is_err();
+        let outcome = Outcome { action: a.clone(), description: a.describe(ctx), rows, result };
+        on_outcome(&outcome);
+        outcomes.push(outcome);
+    }
+    outcomes
+}
+
+fn lock_timeout_sql(ctx: &TableCtx) -> String {
+    format!("SET LOCAL lock_timeout = {}", literal(&format!("{}ms", ctx.lock_timeout.as_millis().max(1))))
+}
+
+/// Run statements as one transaction; on error roll back so the session stays usable.
+async fn in_transaction(client: &Client, ctx: &TableCtx, statements: &[String]) -> Result<()> {
+    let sql = format!("BEGIN; {}; {}; COMMIT", lock_timeout_sql(ctx), statements.join("; "));
+    match client.batch_execute(&sql).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(e.into())
+        }
+    }
+}
+
+async fn execute_action(client: &mut Client, ctx: &TableCtx, a: &Action, version: i32, rows: &mut i64) -> Result<()> {
+    match a {
+        Action::FinishDetach { .. } => {
+            // FINALIZE can't run in a transaction block.
+            let set = format!("SET lock_timeout = {}", literal(&format!("{}ms", ctx.lock_timeout.as_millis().max(1))));
+            client.batch_execute(&set).await?;
+            let res = client.batch_execute(&action::statements(a, ctx, false).join("; ")).await;
+            client.batch_execute("RESET lock_timeout").await?;
+            res?;
+            Ok(())
+        }
+        Action::Retire { partition, .. } => {
+            let concurrently = can_detach_concurrently(version, ctx);
+            let detach = action::detach(ctx, partition, concurrently);
+            if concurrently {
+                let set = format!("SET lock_timeout = {}", literal(&format!("{}ms", ctx.lock_timeout.as_millis().max(1))));
+                client.batch_execute(&set).await?;
+                let res = client.batch_execute(&detach).await;
+                client.batch_execute("RESET lock_timeout").await?;
+                res?;
+            } else {
+                in_transaction(client, ctx, std::slice::from_ref(&detach)).await?;
+            }
+            let rest: Vec<String> = action::statements(a, ctx, concurrently).into_iter().skip(1).collect();
+            if !rest.is_empty() {
+                in_transaction(client, ctx, &rest).await?;
+            }
+            Ok(())
+        }
+        Action::Repair { slot } => repair(client, ctx, slot, rows).await,
+        _ => in_transaction(client, ctx, &action::statements(a, ctx, false)).await,
+    }
+}
+
+/// Move one slot's rows out of the default partition into a new partition, losing none:
+/// the child is made standalone with a CHECK of its bound, filled in batches (each batch
+/// deletes from the default and inserts into the child in ONE transaction), then attached.
+/// A run that dies midway leaves a marked standalone child that the next run continues.
+async fn repair(client: &mut Client, ctx: &TableCtx, slot: &RangeSlot, moved_total: &mut i64) -> Result<()> {
+    let default = ctx
+        .default_partition
+        .clone()
+        .ok_or_else(|| Error::Database("repair planned without a default partition".into()))?;
+    let child = ctx.child(&slot.name);
+    let qualified_child = format!("{}.{}", ident(&ctx.schema), ident(&slot.name));
+    let create = [
+        action::create_like(ctx, &slot.name),
+        format!("ALTER TABLE {child} ADD CONSTRAINT {} CHECK ({})", ident(BOUND_CHECK), ctx.range_predicate(slot.from, slot.to)),
+        action::mark_owned(ctx, &slot.name),
+    ];
+    if let Err(e) = in_transaction(client, ctx, &create).await {
+        // An earlier run may have died after creating the child: continue only with our own.
+        let row = client
+            .query_one(
+                "SELECT obj_description(c.oid, 'pg_class'), c.relispartition FROM pg_class c WHERE c.oid = to_regclass($1)",
+                &[&qualified_child],
+            )
+            .await;
+        match row {
+            Ok(r) if r.get::<_, Option<String>>(0).as_deref() == Some(OWNER_MARK) && !r.get::<_, bool>(1) => {}
+            _ => return Err(e),
+        }
+    }
+    let columns: Vec<String> = client
+        .query(
+            "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 \
+             AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
+            &[&format!("{}.{}", ident(&ctx.schema), ident(&ctx.table))],
+        )
+        .await?
+        .iter()
+        .map(|r| ident(r.get::<_, &str>(0)))
+        .collect();
+    let cols = columns.join(", ");
+    let default_q = ctx.child(&default);
+    let pred = ctx.range_predicate(slot.from, slot.to);
+    let already: i64 = client.query_one(&format!("SELECT count(*) FROM {child}"), &[]).await?.get(0);
+    let move_sql = |limit: Option<i64>| {
+        let pick = match limit {
+            Some(n) => format!("ctid = ANY(ARRAY(SELECT ctid FROM {default_q} WHERE {pred} LIMIT {n}))"),
+            None => pred.clone(),
+        };
+        format!("WITH moved AS (DELETE FROM {default_q} WHERE {pick} RETURNING {cols}) INSERT INTO {child} ({cols}) SELECT {cols} FROM moved")
+    };
+    loop {
+        let tx = client.transaction().await?;
+        tx.batch_execute(&lock_timeout_sql(ctx)).await?;
+        let n = tx.execute(&move_sql(Some(REPAIR_BATCH_ROWS)), &[]).await? as i64;
+        tx.commit().await?;
+        *moved_total += n;
+        if n < REPAIR_BATCH_ROWS {
+            break;
+        }
+    }
+    // Last step, one transaction: hold off new rows into the default, move the stragglers,
+    // attach (which checks the default holds none of the slot), drop the helper CHECK.
+    let tx = client.transaction().await?;
+    tx.batch_execute(&format!("{}; LOCK TABLE {default_q} IN SHARE ROW EXCLUSIVE MODE", lock_timeout_sql(ctx))).await?;
+    let n = tx.execute(&move_sql(None), &[]).await? as i64;
+    tx.batch_execute(&format!(
+        "{}; ALTER TABLE {child} DROP CONSTRAINT {}",
+        action::attach(ctx, &slot.name, &format!("FOR VALUES {}", ctx.range_bound_sql(slot.from, slot.to))),
+        ident(BOUND_CHECK)
+    ))
+    .await?;
+    let in_child: i64 = tx.query_one(&format!("SELECT count(*) FROM {child}"), &[]).await?.get(0);
+    *moved_total += n;
+    if in_child != already + *moved_total {
+        // Roll back rather than attach a partition whose count we can't explain.
+        return Err(Error::Database(format!(
+            "repair of {}: {} rows in the new partition, expected {}; rolled back",
+            slot.name,
+            in_child,
+            already + *moved_total
+        )));
+    }
+    tx.commit().await?;
+    Ok(())
+}

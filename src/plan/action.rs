@@ -1,0 +1,253 @@
+//! Actions the planner decides on, and the SQL each one runs. The SQL text is built
+//! here (pure) so `pgpart plan` prints exactly what `apply` executes.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::bounds::{display_key_value, render_key_value};
+use super::model::{KeyKind, KeyValue};
+use crate::db::quote::{ident, literal, qualified};
+use crate::policy::RetentionAction;
+
+/// The comment that marks a partition as pgpart's own: retention only retires these.
+pub const OWNER_MARK: &str = "pgpart: managed partition";
+/// Name of the CHECK added to a child that is filled before it is attached.
+pub const BOUND_CHECK: &str = "pgpart_bound";
+
+/// What every statement about one table needs to know.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TableCtx {
+    pub schema: String,
+    pub table: String,
+    pub key_column: Option<String>,
+    pub key_kind: Option<KeyKind>,
+    pub default_partition: Option<String>,
+    pub lock_timeout: Duration,
+}
+
+impl TableCtx {
+    pub fn parent(&self) -> String {
+        qualified(&self.schema, &self.table)
+    }
+
+    pub fn child(&self, name: &str) -> String {
+        qualified(&self.schema, name)
+    }
+
+    fn kind(&self) -> KeyKind {
+        self.key_kind.unwrap_or(KeyKind::Int { min: i64::MIN, max: i64::MAX })
+    }
+
+    pub fn range_bound_sql(&self, from: KeyValue, to: KeyValue) -> String {
+        format!("FROM ({}) TO ({})", render_key_value(from, self.kind()), render_key_value(to, self.kind()))
+    }
+
+    /// `key >= from AND key < to`, the CHECK that lets ATTACH skip scanning a filled child
+    /// and the predicate that selects a slot's rows in the default partition.
+    pub fn range_predicate(&self, from: KeyValue, to: KeyValue) -> String {
+        let key = ident(self.key_column.as_deref().unwrap_or_default());
+        let mut parts = vec![format!("{key} IS NOT NULL")];
+        if from != KeyValue::Min {
+            parts.push(format!("{key} >= {}", render_key_value(from, self.kind())));
+        }
+        if to != KeyValue::Max {
+            parts.push(format!("{key} < {}", render_key_value(to, self.kind())));
+        }
+        parts.join(" AND ")
+    }
+
+    pub fn show(&self, v: KeyValue) -> String {
+        display_key_value(v, self.kind())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RangeSlot {
+    pub name: String,
+    #[serde(skip)]
+    pub from: KeyValue,
+    #[serde(skip)]
+    pub to: KeyValue,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Finish a `DETACH ... CONCURRENTLY` that was interrupted.
+    FinishDetach { partition: String },
+    CreateRange { slot: RangeSlot },
+    CreateList { partition: String, values: Vec<String> },
+    CreateHash { partition: String, modulus: u32, remainder: u32 },
+    /// Mark an existing partition that matches a grid slot exactly as pgpart's own.
+    Adopt { partition: String },
+    CreateDefault { partition: String },
+    /// Create the slot's partition standalone, move its rows out of the default partition
+    /// in batches, then attach it.
+    Repair { slot: RangeSlot },
+    Retire { partition: String, action: RetentionAction, to_schema: Option<String> },
+}
+
+impl Action {
+    /// Execution order: finish detaches, create (oldest first), repair, default, retire.
+    pub fn order(&self) -> (u8, Option<KeyValue>) {
+        match self {
+            Action::FinishDetach { .. } => (0, None),
+            Action::Adopt { .. } => (1, None),
+            Action::CreateRange { slot } => (2, Some(slot.from)),
+            Action::CreateList { .. } | Action::CreateHash { .. } => (2, None),
+            Action::Repair { slot } => (3, Some(slot.from)),
+            Action::CreateDefault { .. } => (4, None),
+            Action::Retire { .. } => (5, None),
+        }
+    }
+
+    /// A short kind, used in events and metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::FinishDetach { .. } => "finish_detach",
+            Action::CreateRange { .. } | Action::CreateList { .. } | Action::CreateHash { .. } => "create",
+            Action::Adopt { .. } => "adopt",
+            Action::CreateDefault { .. } => "create_default",
+            Action::Repair { .. } => "repair",
+            Action::Retire { action: RetentionAction::Detach, .. } => "detach",
+            Action::Retire { action: RetentionAction::Drop, .. } => "drop",
+            Action::Retire { action: RetentionAction::MoveToSchema, .. } => "move_to_schema",
+        }
+    }
+
+    pub fn partition(&self) -> &str {
+        match self {
+            Action::CreateRange { slot } | Action::Repair { slot } => &slot.name,
+            Action::FinishDetach { partition }
+            | Action::CreateList { partition, .. }
+            | Action::CreateHash { partition, .. }
+            | Action::Adopt { partition }
+            | Action::CreateDefault { partition }
+            | Action::Retire { partition, .. } => partition,
+        }
+    }
+
+    /// One line a person reads in `plan`, status and events.
+    pub fn describe(&self, ctx: &TableCtx) -> String {
+        let parent = format!("{}.{}", ctx.schema, ctx.table);
+        match self {
+            Action::FinishDetach { partition } => format!("finish detaching {partition} from {parent}"),
+            Action::CreateRange { slot } => {
+                format!("create {} for [{}, {}) on {parent}", slot.name, ctx.show(slot.from), ctx.show(slot.to))
+            }
+            Action::CreateList { partition, values } => format!("create {partition} for values {values:?} on {parent}"),
+            Action::CreateHash { partition, modulus, remainder } => {
+                format!("create {partition} for modulus {modulus} remainder {remainder} on {parent}")
+            }
+            Action::Adopt { partition } => format!("adopt {partition} (matches the grid) on {parent}"),
+            Action::CreateDefault { partition } => format!("create default partition {partition} on {parent}"),
+            Action::Repair { slot } => format!(
+                "create {} for [{}, {}) and move its rows out of default partition {}",
+                slot.name,
+                ctx.show(slot.from),
+                ctx.show(slot.to),
+                ctx.default_partition.as_deref().unwrap_or("?")
+            ),
+            Action::Retire { partition, action, to_schema } => match action {
+                RetentionAction::Detach => format!("detach {partition} from {parent} (retention)"),
+                RetentionAction::Drop => format!("detach and drop {partition} (retention)"),
+                RetentionAction::MoveToSchema => {
+                    format!("detach {partition} and move it to schema {} (retention)", to_schema.as_deref().unwrap_or("?"))
+                }
+            },
+        }
+    }
+}
+
+/// `CREATE TABLE child (LIKE parent ...)`: a standalone table that ATTACH can take with
+/// only SHARE UPDATE EXCLUSIVE on the parent. Indexes come with the attach.
+pub fn create_like(ctx: &TableCtx, name: &str) -> String {
+    format!(
+        "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMPRESSION)",
+        ctx.child(name),
+        ctx.parent()
+    )
+}
+
+pub fn mark_owned(ctx: &TableCtx, name: &str) -> String {
+    format!("COMMENT ON TABLE {} IS {}", ctx.child(name), literal(OWNER_MARK))
+}
+
+pub fn attach(ctx: &TableCtx, name: &str, bound: &str) -> String {
+    format!("ALTER TABLE {} ATTACH PARTITION {} {bound}", ctx.parent(), ctx.child(name))
+}
+
+pub fn list_bound(values: &[String]) -> String {
+    let vs: Vec<String> = values.iter().map(|v| literal(v)).collect();
+    format!("FOR VALUES IN ({})", vs.join(", "))
+}
+
+pub fn detach(ctx: &TableCtx, name: &str, concurrently: bool) -> String {
+    format!(
+        "ALTER TABLE {} DETACH PARTITION {}{}",
+        ctx.parent(),
+        ctx.child(name),
+        if concurrently { " CONCURRENTLY" } else { "" }
+    )
+}
+
+/// The statements of one action as `pgpart plan` shows them. Repair's batches are shown once.
+pub fn statements(action: &Action, ctx: &TableCtx, concurrent_detach: bool) -> Vec<String> {
+    match action {
+        Action::FinishDetach { partition } => {
+            vec![format!("ALTER TABLE {} DETACH PARTITION {} FINALIZE", ctx.parent(), ctx.child(partition))]
+        }
+        Action::CreateRange { slot } => vec![
+            create_like(ctx, &slot.name),
+            mark_owned(ctx, &slot.name),
+            attach(ctx, &slot.name, &format!("FOR VALUES {}", ctx.range_bound_sql(slot.from, slot.to))),
+        ],
+        Action::CreateList { partition, values } => {
+            vec![create_like(ctx, partition), mark_owned(ctx, partition), attach(ctx, partition, &list_bound(values))]
+        }
+        Action::CreateHash { partition, modulus, remainder } => vec![
+            create_like(ctx, partition),
+            mark_owned(ctx, partition),
+            attach(ctx, partition, &format!("FOR VALUES WITH (MODULUS {modulus}, REMAINDER {remainder})")),
+        ],
+        Action::Adopt { partition } => vec![mark_owned(ctx, partition)],
+        Action::CreateDefault { partition } => {
+            vec![create_like(ctx, partition), attach(ctx, partition, "DEFAULT")]
+        }
+        Action::Repair { slot } => {
+            let default = ctx.default_partition.as_deref().unwrap_or_default();
+            vec![
+                create_like(ctx, &slot.name),
+                format!(
+                    "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})",
+                    ctx.child(&slot.name),
+                    ident(BOUND_CHECK),
+                    ctx.range_predicate(slot.from, slot.to)
+                ),
+                mark_owned(ctx, &slot.name),
+                format!(
+                    "-- in batches, each its own transaction: move rows of [{}, {}) from {} into {}",
+                    ctx.show(slot.from),
+                    ctx.show(slot.to),
+                    ctx.child(default),
+                    ctx.child(&slot.name)
+                ),
+                attach(ctx, &slot.name, &format!("FOR VALUES {}", ctx.range_bound_sql(slot.from, slot.to))),
+                format!("ALTER TABLE {} DROP CONSTRAINT {}", ctx.child(&slot.name), ident(BOUND_CHECK)),
+            ]
+        }
+        Action::Retire { partition, action, to_schema } => {
+            let mut v = vec![detach(ctx, partition, concurrent_detach)];
+            match action {
+                RetentionAction::Detach => {}
+                RetentionAction::Drop => v.push(format!("DROP TABLE {}", ctx.child(partition))),
+                RetentionAction::MoveToSchema => {
+                    let schema = to_schema.as_deref().unwrap_or_default();
+                    v.push(format!("CREATE SCHEMA IF NOT EXISTS {}", ident(schema)));
+                    v.push(format!("ALTER TABLE {} SET SCHEMA {}", ctx.child(partition), ident(schema)));
+                }
+            }
+            v
+        }
+    }
+}
