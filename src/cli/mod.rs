@@ -1,6 +1,97 @@
 //! The command line: controller | plan | apply | status | crd.
+//! Exit codes: 0 done (or nothing to do), 1 failed, 2 bad input (nothing was changed).
+
+mod run;
+mod status;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "pgpart", version, about = "Keeps PostgreSQL partitioned tables healthy, from Kubernetes or the command line")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args, Clone)]
+pub struct RunArgs {
+    /// File with one or more PartitionPolicy documents.
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// postgresql://user:password@host:port/dbname?sslmode=…; replaces spec.database.
+    #[arg(long, env = "PGPART_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Replace the clock (RFC 3339), for tests and what-ifs.
+    #[arg(long)]
+    pub now: Option<DateTime<Utc>>,
+    /// Database connections used at once (tables are processed in parallel).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub connections: u16,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator (in cluster, or with KUBECONFIG).
+    Controller,
+    /// Print what apply would do, with the SQL; change nothing.
+    Plan {
+        #[command(flatten)]
+        args: RunArgs,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Make the database match the policies; print each action taken.
+    Apply {
+        #[command(flatten)]
+        args: RunArgs,
+    },
+    /// Partitions with bounds, size, estimated rows, rows in default, gaps.
+    Status {
+        #[arg(long, env = "PGPART_DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// Only this table (schema.table).
+        #[arg(long)]
+        table: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Print the CustomResourceDefinition YAML that crds/ holds.
+    Crd,
+}
+
 pub async fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Controller => Err(crate::error::Error::Input("the controller is not built yet".into())),
+        Command::Plan { args, output } => run::run(args, false, output).await,
+        Command::Apply { args } => run::run(args, true, Output::Text).await,
+        Command::Status { database_url, table, output } => status::status(&database_url, table.as_deref(), output).await,
+        Command::Crd => {
+            print!("{}", crate::policy::crd_yaml());
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PGPART_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

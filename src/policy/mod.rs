@@ -2,6 +2,7 @@
 //! CEL rules refuse at `kubectl apply` what can be judged without the database;
 //! [`validate`] judges the rest (intervals, zones, templates) for the CLI and controller.
 
+pub mod file;
 pub mod validate;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -218,4 +219,10 @@ pub struct PartitionPolicyStatus {
     /// What the next pass would do (dry run, suspended, or blocked).
     #[serde(default)]
     pub pending_actions: Vec<String>,
+}
+
+/// The CRD as `crds/` holds it.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    serde_yaml::to_string(&PartitionPolicy::crd()).expect("the CRD serializes")
 }
