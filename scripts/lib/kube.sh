@@ -8,6 +8,9 @@
 #   kube_up   DIR              # start etcd + kube-apiserver, write DIR/kubeconfig
 #   kube_down DIR              # stop them; no process is left behind
 #
+# Pair them with a trap so a failing step in between cannot leak servers:
+#   kube_up "$DIR" && trap 'kube_down "$DIR"' EXIT
+#
 # After kube_up these are exported (and also written to DIR/env for other shells):
 #   KUBE_TESTENV_DIR, KUBE_TESTENV_KUBECONFIG (=DIR/kubeconfig),
 #   KUBE_TESTENV_SERVER (https://127.0.0.1:PORT), KUBE_TESTENV_VERSION (v1.x.y),
@@ -203,6 +206,9 @@ kube_down() {
         _kube_alive "$pid" && { _kube_log "$name (pid $pid) survived KILL"; rc=1; }
       fi
       wait "$pid" 2>/dev/null || true # reap it if it is our child
+      # Otherwise init reaps it; give that a moment so a pgrep right after is clean.
+      deadline=$((SECONDS + 5))
+      while [ -e "/proc/$pid" ] && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
     fi
     [ "$rc" -ne 0 ] || rm -f "$dir/$name.pid"
   done
