@@ -10,7 +10,9 @@ pub enum Error {
     #[error("{field}: {message}")]
     InvalidPolicy { field: String, message: String },
     /// The table does not exist.
-    #[error("table {table} does not exist: create it PARTITION BY RANGE/LIST/HASH first, or fix spec.table")]
+    #[error(
+        "table {table} does not exist: create it PARTITION BY RANGE/LIST/HASH first, or fix spec.table"
+    )]
     TableMissing { table: String },
     /// The table exists but does not match the policy (strategy, key type, naming).
     #[error("{field}: {message}")]
@@ -25,6 +27,9 @@ pub enum Error {
     /// A lock could not be had within lockTimeout, after retries.
     #[error("lock timeout: {0}")]
     LockTimeout(String),
+    /// Rows stand in the way (e.g. rows in DEFAULT for a partition being attached).
+    #[error("rows violate a partition constraint: {0}")]
+    CheckViolation(String),
     #[error("database error: {0}")]
     Database(String),
     #[error("{0}")]
@@ -33,11 +38,17 @@ pub enum Error {
 
 impl Error {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::InvalidPolicy { field: field.into(), message: message.into() }
+        Error::InvalidPolicy {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     pub fn mismatch(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Mismatch { field: field.into(), message: message.into() }
+        Error::Mismatch {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     /// The reason used in conditions, events and metric labels.
@@ -50,6 +61,7 @@ impl Error {
             Error::Connect(_) => "DatabaseUnavailable",
             Error::PermissionDenied(_) => "PermissionDenied",
             Error::LockTimeout(_) => "LockTimeout",
+            Error::CheckViolation(_) => "RowsInDefault",
             Error::Database(_) => "DatabaseError",
             Error::Input(_) => "InvalidInput",
         }
@@ -71,7 +83,10 @@ impl Error {
     /// CLI exit code: 2 for bad input (nothing was changed), 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::InvalidPolicy { .. } | Error::TableMissing { .. } | Error::Mismatch { .. } | Error::Input(_) => 2,
+            Error::InvalidPolicy { .. }
+            | Error::TableMissing { .. }
+            | Error::Mismatch { .. }
+            | Error::Input(_) => 2,
             _ => 1,
         }
     }
@@ -90,8 +105,11 @@ impl From<tokio_postgres::Error> for Error {
         };
         match *db.code() {
             SqlState::LOCK_NOT_AVAILABLE => Error::LockTimeout(msg),
+            SqlState::CHECK_VIOLATION => Error::CheckViolation(msg),
             SqlState::INSUFFICIENT_PRIVILEGE => Error::PermissionDenied(msg),
-            SqlState::TOO_MANY_CONNECTIONS | SqlState::CANNOT_CONNECT_NOW | SqlState::ADMIN_SHUTDOWN => Error::Connect(msg),
+            SqlState::TOO_MANY_CONNECTIONS
+            | SqlState::CANNOT_CONNECT_NOW
+            | SqlState::ADMIN_SHUTDOWN => Error::Connect(msg),
             _ => Error::Database(msg),
         }
     }

@@ -11,7 +11,11 @@ use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "pgpart", version, about = "Keeps PostgreSQL partitioned tables healthy, from Kubernetes or the command line")]
+#[command(
+    name = "pgpart",
+    version,
+    about = "Keeps PostgreSQL partitioned tables healthy, from Kubernetes or the command line"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -73,10 +77,16 @@ pub async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let result = match cli.command {
-        Command::Controller => Err(crate::error::Error::Input("the controller is not built yet".into())),
+        Command::Controller => Err(crate::error::Error::Input(
+            "the controller is not built yet".into(),
+        )),
         Command::Plan { args, output } => run::run(args, false, output).await,
         Command::Apply { args } => run::run(args, true, Output::Text).await,
-        Command::Status { database_url, table, output } => status::status(&database_url, table.as_deref(), output).await,
+        Command::Status {
+            database_url,
+            table,
+            output,
+        } => status::status(&database_url, table.as_deref(), output).await,
         Command::Crd => {
             print!("{}", crate::policy::crd_yaml());
             Ok(())
@@ -92,6 +102,10 @@ pub async fn main() -> ExitCode {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PGPART_LOG").unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("PGPART_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -21,7 +21,10 @@ struct Planned {
 }
 
 fn policy_name(p: &PartitionPolicy) -> String {
-    p.metadata.name.clone().unwrap_or_else(|| "(unnamed)".into())
+    p.metadata
+        .name
+        .clone()
+        .unwrap_or_else(|| "(unnamed)".into())
 }
 
 pub async fn run(args: RunArgs, apply: bool, output: Output) -> Result<()> {
@@ -35,7 +38,8 @@ pub async fn run(args: RunArgs, apply: bool, output: Output) -> Result<()> {
         let name = policy_name(p);
         match validate(&p.spec) {
             Ok(v) => {
-                if let Some(other) = seen.insert((v.schema.clone(), v.table.clone()), name.clone()) {
+                if let Some(other) = seen.insert((v.schema.clone(), v.table.clone()), name.clone())
+                {
                     errors.push(Error::Conflict(format!(
                         "policy {name}: table {}.{} is already managed by policy {other}",
                         v.schema, v.table
@@ -53,14 +57,25 @@ pub async fn run(args: RunArgs, apply: bool, output: Output) -> Result<()> {
         let mut planned = Vec::new();
         for (name, v) in valid {
             match plan(&v, observed.table(&v.schema, &v.table), now) {
-                Ok(plan) => planned.push(Planned { policy_name: name, policy: v, plan }),
+                Ok(plan) => planned.push(Planned {
+                    policy_name: name,
+                    policy: v,
+                    plan,
+                }),
                 Err(e) => errors.push(prefix(&name, e)),
             }
         }
         if errors.is_empty() {
             drop(client);
             return if apply {
-                apply_all(&target, planned, observed.server_version_num, args.connections, now).await
+                apply_all(
+                    &target,
+                    planned,
+                    observed.server_version_num,
+                    args.connections,
+                    now,
+                )
+                .await
             } else {
                 print_plans(&planned, observed.server_version_num, output);
                 Ok(())
@@ -70,15 +85,25 @@ pub async fn run(args: RunArgs, apply: bool, output: Output) -> Result<()> {
     for e in &errors[..errors.len() - 1] {
         eprintln!("error: {e}");
     }
-    Err(errors.pop().unwrap_or_else(|| Error::Input("no policies".into())))
+    Err(errors
+        .pop()
+        .unwrap_or_else(|| Error::Input("no policies".into())))
 }
 
 /// Keep the variant (and so the exit code) while naming the policy.
 fn prefix(policy: &str, e: Error) -> Error {
     match e {
-        Error::InvalidPolicy { field, message } => Error::InvalidPolicy { field: format!("policy {policy}: {field}"), message },
-        Error::Mismatch { field, message } => Error::Mismatch { field: format!("policy {policy}: {field}"), message },
-        Error::TableMissing { table } => Error::TableMissing { table: format!("{table} (policy {policy})") },
+        Error::InvalidPolicy { field, message } => Error::InvalidPolicy {
+            field: format!("policy {policy}: {field}"),
+            message,
+        },
+        Error::Mismatch { field, message } => Error::Mismatch {
+            field: format!("policy {policy}: {field}"),
+            message,
+        },
+        Error::TableMissing { table } => Error::TableMissing {
+            table: format!("{table} (policy {policy})"),
+        },
         other => other,
     }
 }
@@ -116,11 +141,17 @@ fn print_plans(planned: &[Planned], version: i32, output: Output) {
             for p in planned {
                 let ctx = &p.plan.ctx;
                 let n = p.plan.actions.len();
-                println!("{}.{} (policy {}): {}", ctx.schema, ctx.table, p.policy_name, match n {
-                    0 => "nothing to do".to_string(),
-                    1 => "1 action".to_string(),
-                    n => format!("{n} actions"),
-                });
+                println!(
+                    "{}.{} (policy {}): {}",
+                    ctx.schema,
+                    ctx.table,
+                    p.policy_name,
+                    match n {
+                        0 => "nothing to do".to_string(),
+                        1 => "1 action".to_string(),
+                        n => format!("{n} actions"),
+                    }
+                );
                 let concurrent = can_detach_concurrently(version, ctx);
                 for a in &p.plan.actions {
                     println!("  + {}", a.describe(ctx));
@@ -136,15 +167,28 @@ fn print_plans(planned: &[Planned], version: i32, output: Output) {
     }
 }
 
-async fn apply_all(target: &Target, planned: Vec<Planned>, version: i32, connections: u16, now: chrono::DateTime<Utc>) -> Result<()> {
+async fn apply_all(
+    target: &Target,
+    planned: Vec<Planned>,
+    version: i32,
+    connections: u16,
+    now: chrono::DateTime<Utc>,
+) -> Result<()> {
     let work: VecDeque<Planned> = planned.into_iter().collect();
     for p in &work {
         for f in &p.plan.findings {
-            println!("{}.{}: ! {}: {}", p.plan.ctx.schema, p.plan.ctx.table, f.reason, f.message);
+            println!(
+                "{}.{}: ! {}: {}",
+                p.plan.ctx.schema, p.plan.ctx.table, f.reason, f.message
+            );
         }
     }
     let busy = work.iter().filter(|p| !p.plan.actions.is_empty()).count();
-    let queue = Arc::new(Mutex::new(work.into_iter().filter(|p| !p.plan.actions.is_empty()).collect::<VecDeque<_>>()));
+    let queue = Arc::new(Mutex::new(
+        work.into_iter()
+            .filter(|p| !p.plan.actions.is_empty())
+            .collect::<VecDeque<_>>(),
+    ));
     let workers = (connections as usize).min(busy);
     let mut tasks = Vec::new();
     for _ in 0..workers {
@@ -153,8 +197,7 @@ async fn apply_all(target: &Target, planned: Vec<Planned>, version: i32, connect
         tasks.push(tokio::spawn(async move {
             let mut client = target.connect().await?;
             let mut failures = 0usize;
-            loop {
-                let Some(job) = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None) else { break };
+            while let Some(job) = next_job(&queue) {
                 match apply_one(&mut client, job, version, now).await {
                     Ok(f) => failures += f,
                     Err(e) => {
@@ -179,25 +222,52 @@ async fn apply_all(target: &Target, planned: Vec<Planned>, version: i32, connect
         return Err(e);
     }
     if failures > 0 {
-        return Err(Error::Database(format!("{failures} actions failed; see above")));
+        return Err(Error::Database(format!(
+            "{failures} actions failed; see above"
+        )));
     }
     Ok(())
 }
 
+/// Take the next table; the queue's lock is released before any await.
+fn next_job(queue: &Mutex<VecDeque<Planned>>) -> Option<Planned> {
+    queue.lock().ok()?.pop_front()
+}
+
 /// One table, under its advisory lock. If another run held the lock, the table is
 /// observed and planned again: the other run may already have done the work.
-async fn apply_one(client: &mut tokio_postgres::Client, job: Planned, version: i32, now: chrono::DateTime<Utc>) -> Result<usize> {
-    let Planned { policy_name, policy, mut plan } = job;
-    let uncontended = execute::lock_table(client, &plan.ctx, policy.lock_timeout.max(std::time::Duration::from_secs(30))).await?;
+async fn apply_one(
+    client: &mut tokio_postgres::Client,
+    job: Planned,
+    version: i32,
+    now: chrono::DateTime<Utc>,
+) -> Result<usize> {
+    let Planned {
+        policy_name,
+        policy,
+        mut plan,
+    } = job;
+    let uncontended = execute::lock_table(
+        client,
+        &plan.ctx,
+        policy.lock_timeout.max(std::time::Duration::from_secs(30)),
+    )
+    .await?;
     let result = async {
         if !uncontended {
             let observed = observe(client, Some((&policy.schema, &policy.table)), false).await?;
             plan = crate::plan::plan(&policy, observed.table(&policy.schema, &policy.table), now)?;
         }
         let mut print = |o: &Outcome| match &o.result {
-            Ok(()) if o.rows > 0 => println!("{}.{}: {} ({} rows moved)", policy.schema, policy.table, o.description, o.rows),
+            Ok(()) if o.rows > 0 => println!(
+                "{}.{}: {} ({} rows moved)",
+                policy.schema, policy.table, o.description, o.rows
+            ),
             Ok(()) => println!("{}.{}: {}", policy.schema, policy.table, o.description),
-            Err(e) => println!("{}.{}: FAILED {}: {e} (policy {policy_name})", policy.schema, policy.table, o.description),
+            Err(e) => println!(
+                "{}.{}: FAILED {}: {e} (policy {policy_name})",
+                policy.schema, policy.table, o.description
+            ),
         };
         let outcomes = execute::execute_plan(client, &plan, version, &mut print).await;
         Ok::<usize, Error>(outcomes.iter().filter(|o| o.result.is_err()).count())

@@ -12,11 +12,21 @@ use crate::policy::validate::split_table;
 
 pub async fn status(url: &str, table: Option<&str>, output: Output) -> Result<()> {
     let target = Target::from_url(url)?;
-    let only = table.map(split_table).transpose().map_err(|e| Error::Input(format!("--table: {e}")))?;
+    let only = table
+        .map(split_table)
+        .transpose()
+        .map_err(|e| Error::Input(format!("--table: {e}")))?;
     let client = target.connect().await?;
-    let observed = observe(&client, only.as_ref().map(|(s, t)| (s.as_str(), t.as_str())), true).await?;
+    let observed = observe(
+        &client,
+        only.as_ref().map(|(s, t)| (s.as_str(), t.as_str())),
+        true,
+    )
+    .await?;
     if let (Some(t), true) = (table, observed.tables.is_empty()) {
-        return Err(Error::TableMissing { table: t.to_string() });
+        return Err(Error::TableMissing {
+            table: t.to_string(),
+        });
     }
     let mut docs = Vec::new();
     for t in &observed.tables {
@@ -25,10 +35,16 @@ pub async fn status(url: &str, table: Option<&str>, output: Output) -> Result<()
             _ => None,
         };
         let show = |b: &Bound| match (b, kind) {
-            (Bound::Range { from, to }, Some(k)) => format!("[{}, {})", display_key_value(*from, k), display_key_value(*to, k)),
+            (Bound::Range { from, to }, Some(k)) => format!(
+                "[{}, {})",
+                display_key_value(*from, k),
+                display_key_value(*to, k)
+            ),
             (Bound::RangeOther(s), _) => s.clone(),
             (Bound::List(v), _) => format!("IN {v:?}"),
-            (Bound::Hash { modulus, remainder }, _) => format!("modulus {modulus} remainder {remainder}"),
+            (Bound::Hash { modulus, remainder }, _) => {
+                format!("modulus {modulus} remainder {remainder}")
+            }
             (Bound::Default, _) => "DEFAULT".into(),
             _ => "?".into(),
         };
@@ -48,7 +64,13 @@ pub async fn status(url: &str, table: Option<&str>, output: Output) -> Result<()
             Some(k) => ranges
                 .windows(2)
                 .filter(|w| w[0].1 < w[1].0)
-                .map(|w| format!("[{}, {})", display_key_value(w[0].1, k), display_key_value(w[1].0, k)))
+                .map(|w| {
+                    format!(
+                        "[{}, {})",
+                        display_key_value(w[0].1, k),
+                        display_key_value(w[1].0, k)
+                    )
+                })
                 .collect(),
             None => Vec::new(),
         };
@@ -91,7 +113,10 @@ pub async fn status(url: &str, table: Option<&str>, output: Output) -> Result<()
         }
     }
     if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&docs).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&docs).unwrap_or_default()
+        );
     }
     Ok(())
 }
@@ -104,5 +129,9 @@ fn human_bytes(b: i64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }

@@ -66,15 +66,27 @@ impl Target {
             match pair.split_once('=') {
                 Some(("sslmode", v)) => sslmode = v.parse()?,
                 Some(("sslrootcert", path)) => {
-                    root_cert_pem = Some(std::fs::read(path).map_err(|e| Error::Input(format!("sslrootcert {path}: {e}")))?)
+                    root_cert_pem = Some(
+                        std::fs::read(path)
+                            .map_err(|e| Error::Input(format!("sslrootcert {path}: {e}")))?,
+                    )
                 }
                 _ => rest.push(pair),
             }
         }
-        let url = if rest.is_empty() { base.to_string() } else { format!("{base}?{}", rest.join("&")) };
+        let url = if rest.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", rest.join("&"))
+        };
         // tokio-postgres' parse errors quote no part of the string, so the password stays out.
-        let config = Config::from_str(&url).map_err(|e| Error::Input(format!("database URL is invalid: {e}")))?;
-        Ok(Target { config, sslmode, root_cert_pem })
+        let config = Config::from_str(&url)
+            .map_err(|e| Error::Input(format!("database URL is invalid: {e}")))?;
+        Ok(Target {
+            config,
+            sslmode,
+            root_cert_pem,
+        })
     }
 
     /// host:port/dbname as user — for messages and pool keys; never the password.
@@ -109,7 +121,11 @@ impl Target {
             tokio::spawn(conn);
             client
         } else {
-            config.ssl_mode(if self.sslmode == SslMode::Prefer { PgSslMode::Prefer } else { PgSslMode::Require });
+            config.ssl_mode(if self.sslmode == SslMode::Prefer {
+                PgSslMode::Prefer
+            } else {
+                PgSslMode::Require
+            });
             let tls = tokio_postgres_rustls::MakeRustlsConnect::new(self.tls_config()?);
             let (client, conn) = config.connect(tls).await.map_err(|e| match self.sslmode {
                 SslMode::VerifyCa | SslMode::VerifyFull => {
@@ -135,8 +151,11 @@ impl Target {
         match &self.root_cert_pem {
             Some(pem) => {
                 for cert in CertificateDer::pem_slice_iter(pem) {
-                    let cert = cert.map_err(|e| Error::Input(format!("sslrootcert is not valid PEM: {e}")))?;
-                    roots.add(cert).map_err(|e| Error::Input(format!("sslrootcert: {e}")))?;
+                    let cert = cert
+                        .map_err(|e| Error::Input(format!("sslrootcert is not valid PEM: {e}")))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| Error::Input(format!("sslrootcert: {e}")))?;
                 }
             }
             None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
@@ -145,13 +164,20 @@ impl Target {
         let config = match self.sslmode {
             SslMode::VerifyFull => builder.with_root_certificates(roots).with_no_client_auth(),
             SslMode::VerifyCa => {
-                let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
-                    .build()
-                    .map_err(|e| Error::Connect(format!("TLS setup: {e}")))?;
-                builder.dangerous().with_custom_certificate_verifier(Arc::new(ChainOnly(inner))).with_no_client_auth()
+                let inner =
+                    rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
+                        .build()
+                        .map_err(|e| Error::Connect(format!("TLS setup: {e}")))?;
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(ChainOnly(inner)))
+                    .with_no_client_auth()
             }
             // libpq's require/prefer encrypt without verifying the server.
-            _ => builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerify(provider))).with_no_client_auth(),
+            _ => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+                .with_no_client_auth(),
         };
         Ok(config)
     }
@@ -170,18 +196,31 @@ impl ServerCertVerifier for ChainOnly {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
             Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
-            | Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext { .. })) => {
-                Ok(ServerCertVerified::assertion())
-            }
+            | Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
             other => other,
         }
     }
-    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.0.verify_tls12_signature(m, c, d)
     }
-    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.0.verify_tls13_signature(m, c, d)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -194,13 +233,30 @@ impl ServerCertVerifier for ChainOnly {
 struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
 
 impl ServerCertVerifier for NoVerify {
-    fn verify_server_cert(&self, _: &CertificateDer<'_>, _: &[CertificateDer<'_>], _: &ServerName<'_>, _: &[u8], _: UnixTime) -> Result<ServerCertVerified, rustls::Error> {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
         Ok(ServerCertVerified::assertion())
     }
-    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
     }
-    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -7,8 +7,8 @@ use tokio_postgres::Client;
 
 use crate::db::quote::{ident, literal};
 use crate::error::{Error, Result};
-use crate::plan::action::{self, Action, BOUND_CHECK, OWNER_MARK, RangeSlot, TableCtx};
 use crate::plan::Plan;
+use crate::plan::action::{self, Action, BOUND_CHECK, OWNER_MARK, RangeSlot, TableCtx};
 
 /// Rows moved per transaction when repairing a default partition: small enough that no
 /// batch holds its locks for long, large enough that the per-batch overhead is small.
@@ -37,17 +37,32 @@ pub fn can_detach_concurrently(server_version_num: i32, ctx: &TableCtx) -> bool 
 pub async fn lock_table(client: &Client, ctx: &TableCtx, wait: Duration) -> Result<bool> {
     let name = format!("{}.{}", ctx.schema, ctx.table);
     let got: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1, hashtext($2))", &[&ADVISORY_NAMESPACE, &name])
+        .query_one(
+            "SELECT pg_try_advisory_lock($1, hashtext($2))",
+            &[&ADVISORY_NAMESPACE, &name],
+        )
         .await?
         .get(0);
     if got {
         return Ok(true);
     }
-    client.batch_execute(&format!("SET lock_timeout = {}", literal(&format!("{}ms", wait.as_millis())))).await?;
-    let res = client.execute("SELECT pg_advisory_lock($1, hashtext($2))", &[&ADVISORY_NAMESPACE, &name]).await;
+    client
+        .batch_execute(&format!(
+            "SET lock_timeout = {}",
+            literal(&format!("{}ms", wait.as_millis()))
+        ))
+        .await?;
+    let res = client
+        .execute(
+            "SELECT pg_advisory_lock($1, hashtext($2))",
+            &[&ADVISORY_NAMESPACE, &name],
+        )
+        .await;
     client.batch_execute("RESET lock_timeout").await?;
     res.map_err(|e| match Error::from(e) {
-        Error::LockTimeout(_) => Error::LockTimeout(format!("another pgpart run is working on {name}")),
+        Error::LockTimeout(_) => {
+            Error::LockTimeout(format!("another pgpart run is working on {name}"))
+        }
         other => other,
     })?;
     Ok(false)
@@ -55,7 +70,12 @@ pub async fn lock_table(client: &Client, ctx: &TableCtx, wait: Duration) -> Resu
 
 pub async fn unlock_table(client: &Client, ctx: &TableCtx) -> Result<()> {
     let name = format!("{}.{}", ctx.schema, ctx.table);
-    client.execute("SELECT pg_advisory_unlock($1, hashtext($2))", &[&ADVISORY_NAMESPACE, &name]).await?;
+    client
+        .execute(
+            "SELECT pg_advisory_unlock($1, hashtext($2))",
+            &[&ADVISORY_NAMESPACE, &name],
+        )
+        .await?;
     Ok(())
 }
 
@@ -89,7 +109,12 @@ pub async fn execute_plan(
             }
         };
         failed |= result.is_err();
-        let outcome = Outcome { action: a.clone(), description: a.describe(ctx), rows, result };
+        let outcome = Outcome {
+            action: a.clone(),
+            description: a.describe(ctx),
+            rows,
+            result,
+        };
         on_outcome(&outcome);
         outcomes.push(outcome);
     }
@@ -97,12 +122,19 @@ pub async fn execute_plan(
 }
 
 fn lock_timeout_sql(ctx: &TableCtx) -> String {
-    format!("SET LOCAL lock_timeout = {}", literal(&format!("{}ms", ctx.lock_timeout.as_millis().max(1))))
+    format!(
+        "SET LOCAL lock_timeout = {}",
+        literal(&format!("{}ms", ctx.lock_timeout.as_millis().max(1)))
+    )
 }
 
 /// Run statements as one transaction; on error roll back so the session stays usable.
 async fn in_transaction(client: &Client, ctx: &TableCtx, statements: &[String]) -> Result<()> {
-    let sql = format!("BEGIN; {}; {}; COMMIT", lock_timeout_sql(ctx), statements.join("; "));
+    let sql = format!(
+        "BEGIN; {}; {}; COMMIT",
+        lock_timeout_sql(ctx),
+        statements.join("; ")
+    );
     match client.batch_execute(&sql).await {
         Ok(()) => Ok(()),
         Err(e) => {
@@ -112,13 +144,24 @@ async fn in_transaction(client: &Client, ctx: &TableCtx, statements: &[String]) 
     }
 }
 
-async fn execute_action(client: &mut Client, ctx: &TableCtx, a: &Action, version: i32, rows: &mut i64) -> Result<()> {
+async fn execute_action(
+    client: &mut Client,
+    ctx: &TableCtx,
+    a: &Action,
+    version: i32,
+    rows: &mut i64,
+) -> Result<()> {
     match a {
         Action::FinishDetach { .. } => {
             // FINALIZE can't run in a transaction block.
-            let set = format!("SET lock_timeout = {}", literal(&format!("{}ms", ctx.lock_timeout.as_millis().max(1))));
+            let set = format!(
+                "SET lock_timeout = {}",
+                literal(&format!("{}ms", ctx.lock_timeout.as_millis().max(1)))
+            );
             client.batch_execute(&set).await?;
-            let res = client.batch_execute(&action::statements(a, ctx, false).join("; ")).await;
+            let res = client
+                .batch_execute(&action::statements(a, ctx, false).join("; "))
+                .await;
             client.batch_execute("RESET lock_timeout").await?;
             res?;
             Ok(())
@@ -127,7 +170,10 @@ async fn execute_action(client: &mut Client, ctx: &TableCtx, a: &Action, version
             let concurrently = can_detach_concurrently(version, ctx);
             let detach = action::detach(ctx, partition, concurrently);
             if concurrently {
-                let set = format!("SET lock_timeout = {}", literal(&format!("{}ms", ctx.lock_timeout.as_millis().max(1))));
+                let set = format!(
+                    "SET lock_timeout = {}",
+                    literal(&format!("{}ms", ctx.lock_timeout.as_millis().max(1)))
+                );
                 client.batch_execute(&set).await?;
                 let res = client.batch_execute(&detach).await;
                 client.batch_execute("RESET lock_timeout").await?;
@@ -135,13 +181,32 @@ async fn execute_action(client: &mut Client, ctx: &TableCtx, a: &Action, version
             } else {
                 in_transaction(client, ctx, std::slice::from_ref(&detach)).await?;
             }
-            let rest: Vec<String> = action::statements(a, ctx, concurrently).into_iter().skip(1).collect();
+            let rest: Vec<String> = action::statements(a, ctx, concurrently)
+                .into_iter()
+                .skip(1)
+                .collect();
             if !rest.is_empty() {
                 in_transaction(client, ctx, &rest).await?;
             }
             Ok(())
         }
         Action::Repair { slot } => repair(client, ctx, slot, rows).await,
+        Action::GuardDefault { from, to } => {
+            let [add, validate, swap] = action::guard_default(ctx, *from, *to);
+            in_transaction(client, ctx, &add).await?;
+            match in_transaction(client, ctx, &validate).await {
+                Err(Error::CheckViolation(m)) => {
+                    // Rows in the default inside the span: attaches will scan, as without a guard.
+                    tracing::info!(table = %ctx.table, "default partition holds rows in the guarded span; not guarding: {m}");
+                    in_transaction(client, ctx, &[action::drop_guard_next(ctx)]).await
+                }
+                Err(e) => {
+                    let _ = in_transaction(client, ctx, &[action::drop_guard_next(ctx)]).await;
+                    Err(e)
+                }
+                Ok(()) => in_transaction(client, ctx, &swap).await,
+            }
+        }
         _ => in_transaction(client, ctx, &action::statements(a, ctx, false)).await,
     }
 }
@@ -150,7 +215,12 @@ async fn execute_action(client: &mut Client, ctx: &TableCtx, a: &Action, version
 /// the child is made standalone with a CHECK of its bound, filled in batches (each batch
 /// deletes from the default and inserts into the child in ONE transaction), then attached.
 /// A run that dies midway leaves a marked standalone child that the next run continues.
-async fn repair(client: &mut Client, ctx: &TableCtx, slot: &RangeSlot, moved_total: &mut i64) -> Result<()> {
+async fn repair(
+    client: &mut Client,
+    ctx: &TableCtx,
+    slot: &RangeSlot,
+    moved_total: &mut i64,
+) -> Result<()> {
     let default = ctx
         .default_partition
         .clone()
@@ -159,7 +229,11 @@ async fn repair(client: &mut Client, ctx: &TableCtx, slot: &RangeSlot, moved_tot
     let qualified_child = format!("{}.{}", ident(&ctx.schema), ident(&slot.name));
     let create = [
         action::create_like(ctx, &slot.name),
-        format!("ALTER TABLE {child} ADD CONSTRAINT {} CHECK ({})", ident(BOUND_CHECK), ctx.range_predicate(slot.from, slot.to)),
+        format!(
+            "ALTER TABLE {child} ADD CONSTRAINT {} CHECK ({})",
+            ident(BOUND_CHECK),
+            ctx.range_predicate(slot.from, slot.to)
+        ),
         action::mark_owned(ctx, &slot.name),
     ];
     if let Err(e) = in_transaction(client, ctx, &create).await {
@@ -171,7 +245,9 @@ async fn repair(client: &mut Client, ctx: &TableCtx, slot: &RangeSlot, moved_tot
             )
             .await;
         match row {
-            Ok(r) if r.get::<_, Option<String>>(0).as_deref() == Some(OWNER_MARK) && !r.get::<_, bool>(1) => {}
+            Ok(r)
+                if r.get::<_, Option<String>>(0).as_deref() == Some(OWNER_MARK)
+                    && !r.get::<_, bool>(1) => {}
             _ => return Err(e),
         }
     }
@@ -188,13 +264,20 @@ async fn repair(client: &mut Client, ctx: &TableCtx, slot: &RangeSlot, moved_tot
     let cols = columns.join(", ");
     let default_q = ctx.child(&default);
     let pred = ctx.range_predicate(slot.from, slot.to);
-    let already: i64 = client.query_one(&format!("SELECT count(*) FROM {child}"), &[]).await?.get(0);
+    let already: i64 = client
+        .query_one(&format!("SELECT count(*) FROM {child}"), &[])
+        .await?
+        .get(0);
     let move_sql = |limit: Option<i64>| {
         let pick = match limit {
-            Some(n) => format!("ctid = ANY(ARRAY(SELECT ctid FROM {default_q} WHERE {pred} LIMIT {n}))"),
+            Some(n) => {
+                format!("ctid = ANY(ARRAY(SELECT ctid FROM {default_q} WHERE {pred} LIMIT {n}))")
+            }
             None => pred.clone(),
         };
-        format!("WITH moved AS (DELETE FROM {default_q} WHERE {pick} RETURNING {cols}) INSERT INTO {child} ({cols}) SELECT {cols} FROM moved")
+        format!(
+            "WITH moved AS (DELETE FROM {default_q} WHERE {pick} RETURNING {cols}) INSERT INTO {child} ({cols}) SELECT {cols} FROM moved"
+        )
     };
     loop {
         let tx = client.transaction().await?;
@@ -209,15 +292,26 @@ async fn repair(client: &mut Client, ctx: &TableCtx, slot: &RangeSlot, moved_tot
     // Last step, one transaction: hold off new rows into the default, move the stragglers,
     // attach (which checks the default holds none of the slot), drop the helper CHECK.
     let tx = client.transaction().await?;
-    tx.batch_execute(&format!("{}; LOCK TABLE {default_q} IN SHARE ROW EXCLUSIVE MODE", lock_timeout_sql(ctx))).await?;
+    tx.batch_execute(&format!(
+        "{}; LOCK TABLE {default_q} IN SHARE ROW EXCLUSIVE MODE",
+        lock_timeout_sql(ctx)
+    ))
+    .await?;
     let n = tx.execute(&move_sql(None), &[]).await? as i64;
     tx.batch_execute(&format!(
         "{}; ALTER TABLE {child} DROP CONSTRAINT {}",
-        action::attach(ctx, &slot.name, &format!("FOR VALUES {}", ctx.range_bound_sql(slot.from, slot.to))),
+        action::attach(
+            ctx,
+            &slot.name,
+            &format!("FOR VALUES {}", ctx.range_bound_sql(slot.from, slot.to))
+        ),
         ident(BOUND_CHECK)
     ))
     .await?;
-    let in_child: i64 = tx.query_one(&format!("SELECT count(*) FROM {child}"), &[]).await?.get(0);
+    let in_child: i64 = tx
+        .query_one(&format!("SELECT count(*) FROM {child}"), &[])
+        .await?
+        .get(0);
     *moved_total += n;
     if in_child != already + *moved_total {
         // Roll back rather than attach a partition whose count we can't explain.

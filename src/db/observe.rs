@@ -6,9 +6,9 @@ use serde::Deserialize;
 use tokio_postgres::Client;
 
 use crate::error::{Error, Result};
+use crate::plan::action::OWNER_MARK;
 use crate::plan::bounds::{parse_bound, parse_key_value};
 use crate::plan::model::{Bound, DefaultRows, KeyKind, ObservedPartition, ObservedTable, Strategy};
-use crate::plan::action::OWNER_MARK;
 
 const OBSERVE_SQL: &str = r#"
 WITH parents AS (
@@ -101,26 +101,43 @@ pub struct Observation {
 
 impl Observation {
     pub fn table(&self, schema: &str, name: &str) -> Option<&ObservedTable> {
-        self.tables.iter().find(|t| t.schema == schema && t.name == name)
+        self.tables
+            .iter()
+            .find(|t| t.schema == schema && t.name == name)
     }
 }
 
 /// Observe every partitioned table of the database, or just `only` (schema, table).
-pub async fn observe(client: &Client, only: Option<(&str, &str)>, with_sizes: bool) -> Result<Observation> {
+pub async fn observe(
+    client: &Client,
+    only: Option<(&str, &str)>,
+    with_sizes: bool,
+) -> Result<Observation> {
     let (schema, name) = match only {
         Some((s, n)) => (Some(s), Some(n)),
         None => (None, None),
     };
-    let rows = client.query(OBSERVE_SQL, &[&schema, &name, &with_sizes]).await?;
+    let rows = client
+        .query(OBSERVE_SQL, &[&schema, &name, &with_sizes])
+        .await?;
     let mut tables = Vec::with_capacity(rows.len());
     for row in rows {
         let json: serde_json::Value = row.get(0);
-        let raw: RawTable = serde_json::from_value(json).map_err(|e| Error::Database(format!("unexpected catalog row: {e}")))?;
+        let raw: RawTable = serde_json::from_value(json)
+            .map_err(|e| Error::Database(format!("unexpected catalog row: {e}")))?;
         tables.push(convert(raw)?);
     }
-    let v: String = client.query_one("SHOW server_version_num", &[]).await?.get(0);
-    let server_version_num = v.parse().map_err(|_| Error::Database(format!("unexpected server_version_num {v:?}")))?;
-    Ok(Observation { server_version_num, tables })
+    let v: String = client
+        .query_one("SHOW server_version_num", &[])
+        .await?
+        .get(0);
+    let server_version_num = v
+        .parse()
+        .map_err(|_| Error::Database(format!("unexpected server_version_num {v:?}")))?;
+    Ok(Observation {
+        server_version_num,
+        tables,
+    })
 }
 
 fn convert(raw: RawTable) -> Result<ObservedTable> {
@@ -128,10 +145,16 @@ fn convert(raw: RawTable) -> Result<ObservedTable> {
         "r" => Strategy::Range,
         "l" => Strategy::List,
         "h" => Strategy::Hash,
-        other => return Err(Error::Database(format!("unknown partition strategy {other:?}"))),
+        other => {
+            return Err(Error::Database(format!(
+                "unknown partition strategy {other:?}"
+            )));
+        }
     };
     let key_kind = match (strategy, raw.key_types.as_slice()) {
-        (Strategy::Range, [t]) if raw.key_columns.first().is_some_and(|c| c.is_some()) => KeyKind::from_sql_type(t),
+        (Strategy::Range, [t]) if raw.key_columns.first().is_some_and(|c| c.is_some()) => {
+            KeyKind::from_sql_type(t)
+        }
         _ => None,
     };
     let partitions = raw
@@ -149,13 +172,21 @@ fn convert(raw: RawTable) -> Result<ObservedTable> {
         .collect();
     let mut default_rows = DefaultRows::default();
     if let Some(xml) = &raw.default_stats {
-        default_rows.rows = xml_field(xml, "c").and_then(|c| c.parse().ok()).unwrap_or(0);
+        default_rows.rows = xml_field(xml, "c")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
         if let Some(kind) = key_kind {
-            default_rows.min_key = xml_field(xml, "lo").and_then(|v| parse_key_value(&v, kind).ok());
-            default_rows.max_key = xml_field(xml, "hi").and_then(|v| parse_key_value(&v, kind).ok());
+            default_rows.min_key =
+                xml_field(xml, "lo").and_then(|v| parse_key_value(&v, kind).ok());
+            default_rows.max_key =
+                xml_field(xml, "hi").and_then(|v| parse_key_value(&v, kind).ok());
         }
     }
-    let max_key = raw.max_key.as_deref().and_then(|x| xml_field(x, "m")).and_then(|m| m.parse().ok());
+    let max_key = raw
+        .max_key
+        .as_deref()
+        .and_then(|x| xml_field(x, "m"))
+        .and_then(|m| m.parse().ok());
     Ok(ObservedTable {
         schema: raw.schema,
         name: raw.name,

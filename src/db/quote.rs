@@ -64,7 +64,10 @@ mod tests {
     fn examples() {
         assert_eq!(ident("events"), "\"events\"");
         assert_eq!(ident("a\"b"), "\"a\"\"b\"");
-        assert_eq!(qualified("public", "Mixed Case"), "\"public\".\"Mixed Case\"");
+        assert_eq!(
+            qualified("public", "Mixed Case"),
+            "\"public\".\"Mixed Case\""
+        );
         assert_eq!(literal("it's"), "'it''s'");
         assert_eq!(literal("back\\slash"), "'back\\slash'");
     }

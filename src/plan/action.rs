@@ -14,6 +14,11 @@ use crate::policy::RetentionAction;
 pub const OWNER_MARK: &str = "pgpart: managed partition";
 /// Name of the CHECK added to a child that is filled before it is attached.
 pub const BOUND_CHECK: &str = "pgpart_bound";
+/// Validated CHECK on the DEFAULT partition excluding the managed span from the current
+/// slot on: with it, ATTACH of a partition in that span need not scan the default
+/// (about 1 ms instead of 100+ ms with millions of rows there).
+pub const DEFAULT_GUARD: &str = "pgpart_default_guard";
+const DEFAULT_GUARD_NEXT: &str = "pgpart_default_guard_next";
 
 /// What every statement about one table needs to know.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,11 +41,18 @@ impl TableCtx {
     }
 
     fn kind(&self) -> KeyKind {
-        self.key_kind.unwrap_or(KeyKind::Int { min: i64::MIN, max: i64::MAX })
+        self.key_kind.unwrap_or(KeyKind::Int {
+            min: i64::MIN,
+            max: i64::MAX,
+        })
     }
 
     pub fn range_bound_sql(&self, from: KeyValue, to: KeyValue) -> String {
-        format!("FROM ({}) TO ({})", render_key_value(from, self.kind()), render_key_value(to, self.kind()))
+        format!(
+            "FROM ({}) TO ({})",
+            render_key_value(from, self.kind()),
+            render_key_value(to, self.kind())
+        )
     }
 
     /// `key >= from AND key < to`, the CHECK that lets ATTACH skip scanning a filled child
@@ -74,17 +86,43 @@ pub struct RangeSlot {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     /// Finish a `DETACH ... CONCURRENTLY` that was interrupted.
-    FinishDetach { partition: String },
-    CreateRange { slot: RangeSlot },
-    CreateList { partition: String, values: Vec<String> },
-    CreateHash { partition: String, modulus: u32, remainder: u32 },
+    FinishDetach {
+        partition: String,
+    },
+    CreateRange {
+        slot: RangeSlot,
+    },
+    CreateList {
+        partition: String,
+        values: Vec<String>,
+    },
+    CreateHash {
+        partition: String,
+        modulus: u32,
+        remainder: u32,
+    },
     /// Mark an existing partition that matches a grid slot exactly as pgpart's own.
-    Adopt { partition: String },
-    CreateDefault { partition: String },
+    Adopt {
+        partition: String,
+    },
+    /// Replace the default partition's guard CHECK with one excluding [from, to).
+    GuardDefault {
+        from: KeyValue,
+        to: KeyValue,
+    },
+    CreateDefault {
+        partition: String,
+    },
     /// Create the slot's partition standalone, move its rows out of the default partition
     /// in batches, then attach it.
-    Repair { slot: RangeSlot },
-    Retire { partition: String, action: RetentionAction, to_schema: Option<String> },
+    Repair {
+        slot: RangeSlot,
+    },
+    Retire {
+        partition: String,
+        action: RetentionAction,
+        to_schema: Option<String>,
+    },
 }
 
 impl Action {
@@ -93,11 +131,12 @@ impl Action {
         match self {
             Action::FinishDetach { .. } => (0, None),
             Action::Adopt { .. } => (1, None),
-            Action::CreateRange { slot } => (2, Some(slot.from)),
-            Action::CreateList { .. } | Action::CreateHash { .. } => (2, None),
-            Action::Repair { slot } => (3, Some(slot.from)),
-            Action::CreateDefault { .. } => (4, None),
-            Action::Retire { .. } => (5, None),
+            Action::GuardDefault { .. } => (2, None),
+            Action::CreateRange { slot } => (3, Some(slot.from)),
+            Action::CreateList { .. } | Action::CreateHash { .. } => (3, None),
+            Action::Repair { slot } => (4, Some(slot.from)),
+            Action::CreateDefault { .. } => (5, None),
+            Action::Retire { .. } => (6, None),
         }
     }
 
@@ -105,13 +144,25 @@ impl Action {
     pub fn kind(&self) -> &'static str {
         match self {
             Action::FinishDetach { .. } => "finish_detach",
-            Action::CreateRange { .. } | Action::CreateList { .. } | Action::CreateHash { .. } => "create",
+            Action::CreateRange { .. } | Action::CreateList { .. } | Action::CreateHash { .. } => {
+                "create"
+            }
             Action::Adopt { .. } => "adopt",
+            Action::GuardDefault { .. } => "guard_default",
             Action::CreateDefault { .. } => "create_default",
             Action::Repair { .. } => "repair",
-            Action::Retire { action: RetentionAction::Detach, .. } => "detach",
-            Action::Retire { action: RetentionAction::Drop, .. } => "drop",
-            Action::Retire { action: RetentionAction::MoveToSchema, .. } => "move_to_schema",
+            Action::Retire {
+                action: RetentionAction::Detach,
+                ..
+            } => "detach",
+            Action::Retire {
+                action: RetentionAction::Drop,
+                ..
+            } => "drop",
+            Action::Retire {
+                action: RetentionAction::MoveToSchema,
+                ..
+            } => "move_to_schema",
         }
     }
 
@@ -124,6 +175,7 @@ impl Action {
             | Action::Adopt { partition }
             | Action::CreateDefault { partition }
             | Action::Retire { partition, .. } => partition,
+            Action::GuardDefault { .. } => "",
         }
     }
 
@@ -131,16 +183,41 @@ impl Action {
     pub fn describe(&self, ctx: &TableCtx) -> String {
         let parent = format!("{}.{}", ctx.schema, ctx.table);
         match self {
-            Action::FinishDetach { partition } => format!("finish detaching {partition} from {parent}"),
+            Action::FinishDetach { partition } => {
+                format!("finish detaching {partition} from {parent}")
+            }
             Action::CreateRange { slot } => {
-                format!("create {} for [{}, {}) on {parent}", slot.name, ctx.show(slot.from), ctx.show(slot.to))
+                format!(
+                    "create {} for [{}, {}) on {parent}",
+                    slot.name,
+                    ctx.show(slot.from),
+                    ctx.show(slot.to)
+                )
             }
-            Action::CreateList { partition, values } => format!("create {partition} for values {values:?} on {parent}"),
-            Action::CreateHash { partition, modulus, remainder } => {
-                format!("create {partition} for modulus {modulus} remainder {remainder} on {parent}")
+            Action::CreateList { partition, values } => {
+                format!("create {partition} for values {values:?} on {parent}")
             }
-            Action::Adopt { partition } => format!("adopt {partition} (matches the grid) on {parent}"),
-            Action::CreateDefault { partition } => format!("create default partition {partition} on {parent}"),
+            Action::CreateHash {
+                partition,
+                modulus,
+                remainder,
+            } => {
+                format!(
+                    "create {partition} for modulus {modulus} remainder {remainder} on {parent}"
+                )
+            }
+            Action::Adopt { partition } => {
+                format!("adopt {partition} (matches the grid) on {parent}")
+            }
+            Action::GuardDefault { from, to } => format!(
+                "guard default partition {} against keys in [{}, {}) so attaching needs no scan of it",
+                ctx.default_partition.as_deref().unwrap_or("?"),
+                ctx.show(*from),
+                ctx.show(*to)
+            ),
+            Action::CreateDefault { partition } => {
+                format!("create default partition {partition} on {parent}")
+            }
             Action::Repair { slot } => format!(
                 "create {} for [{}, {}) and move its rows out of default partition {}",
                 slot.name,
@@ -148,11 +225,18 @@ impl Action {
                 ctx.show(slot.to),
                 ctx.default_partition.as_deref().unwrap_or("?")
             ),
-            Action::Retire { partition, action, to_schema } => match action {
+            Action::Retire {
+                partition,
+                action,
+                to_schema,
+            } => match action {
                 RetentionAction::Detach => format!("detach {partition} from {parent} (retention)"),
                 RetentionAction::Drop => format!("detach and drop {partition} (retention)"),
                 RetentionAction::MoveToSchema => {
-                    format!("detach {partition} and move it to schema {} (retention)", to_schema.as_deref().unwrap_or("?"))
+                    format!(
+                        "detach {partition} and move it to schema {} (retention)",
+                        to_schema.as_deref().unwrap_or("?")
+                    )
                 }
             },
         }
@@ -170,11 +254,19 @@ pub fn create_like(ctx: &TableCtx, name: &str) -> String {
 }
 
 pub fn mark_owned(ctx: &TableCtx, name: &str) -> String {
-    format!("COMMENT ON TABLE {} IS {}", ctx.child(name), literal(OWNER_MARK))
+    format!(
+        "COMMENT ON TABLE {} IS {}",
+        ctx.child(name),
+        literal(OWNER_MARK)
+    )
 }
 
 pub fn attach(ctx: &TableCtx, name: &str, bound: &str) -> String {
-    format!("ALTER TABLE {} ATTACH PARTITION {} {bound}", ctx.parent(), ctx.child(name))
+    format!(
+        "ALTER TABLE {} ATTACH PARTITION {} {bound}",
+        ctx.parent(),
+        ctx.child(name)
+    )
 }
 
 pub fn list_bound(values: &[String]) -> String {
@@ -195,24 +287,51 @@ pub fn detach(ctx: &TableCtx, name: &str, concurrently: bool) -> String {
 pub fn statements(action: &Action, ctx: &TableCtx, concurrent_detach: bool) -> Vec<String> {
     match action {
         Action::FinishDetach { partition } => {
-            vec![format!("ALTER TABLE {} DETACH PARTITION {} FINALIZE", ctx.parent(), ctx.child(partition))]
+            vec![format!(
+                "ALTER TABLE {} DETACH PARTITION {} FINALIZE",
+                ctx.parent(),
+                ctx.child(partition)
+            )]
         }
         Action::CreateRange { slot } => vec![
             create_like(ctx, &slot.name),
             mark_owned(ctx, &slot.name),
-            attach(ctx, &slot.name, &format!("FOR VALUES {}", ctx.range_bound_sql(slot.from, slot.to))),
+            attach(
+                ctx,
+                &slot.name,
+                &format!("FOR VALUES {}", ctx.range_bound_sql(slot.from, slot.to)),
+            ),
         ],
         Action::CreateList { partition, values } => {
-            vec![create_like(ctx, partition), mark_owned(ctx, partition), attach(ctx, partition, &list_bound(values))]
+            vec![
+                create_like(ctx, partition),
+                mark_owned(ctx, partition),
+                attach(ctx, partition, &list_bound(values)),
+            ]
         }
-        Action::CreateHash { partition, modulus, remainder } => vec![
+        Action::CreateHash {
+            partition,
+            modulus,
+            remainder,
+        } => vec![
             create_like(ctx, partition),
             mark_owned(ctx, partition),
-            attach(ctx, partition, &format!("FOR VALUES WITH (MODULUS {modulus}, REMAINDER {remainder})")),
+            attach(
+                ctx,
+                partition,
+                &format!("FOR VALUES WITH (MODULUS {modulus}, REMAINDER {remainder})"),
+            ),
         ],
         Action::Adopt { partition } => vec![mark_owned(ctx, partition)],
+        Action::GuardDefault { from, to } => guard_default(ctx, *from, *to)
+            .into_iter()
+            .flatten()
+            .collect(),
         Action::CreateDefault { partition } => {
-            vec![create_like(ctx, partition), attach(ctx, partition, "DEFAULT")]
+            vec![
+                create_like(ctx, partition),
+                attach(ctx, partition, "DEFAULT"),
+            ]
         }
         Action::Repair { slot } => {
             let default = ctx.default_partition.as_deref().unwrap_or_default();
@@ -232,11 +351,23 @@ pub fn statements(action: &Action, ctx: &TableCtx, concurrent_detach: bool) -> V
                     ctx.child(default),
                     ctx.child(&slot.name)
                 ),
-                attach(ctx, &slot.name, &format!("FOR VALUES {}", ctx.range_bound_sql(slot.from, slot.to))),
-                format!("ALTER TABLE {} DROP CONSTRAINT {}", ctx.child(&slot.name), ident(BOUND_CHECK)),
+                attach(
+                    ctx,
+                    &slot.name,
+                    &format!("FOR VALUES {}", ctx.range_bound_sql(slot.from, slot.to)),
+                ),
+                format!(
+                    "ALTER TABLE {} DROP CONSTRAINT {}",
+                    ctx.child(&slot.name),
+                    ident(BOUND_CHECK)
+                ),
             ]
         }
-        Action::Retire { partition, action, to_schema } => {
+        Action::Retire {
+            partition,
+            action,
+            to_schema,
+        } => {
             let mut v = vec![detach(ctx, partition, concurrent_detach)];
             match action {
                 RetentionAction::Detach => {}
@@ -244,10 +375,70 @@ pub fn statements(action: &Action, ctx: &TableCtx, concurrent_detach: bool) -> V
                 RetentionAction::MoveToSchema => {
                     let schema = to_schema.as_deref().unwrap_or_default();
                     v.push(format!("CREATE SCHEMA IF NOT EXISTS {}", ident(schema)));
-                    v.push(format!("ALTER TABLE {} SET SCHEMA {}", ctx.child(partition), ident(schema)));
+                    v.push(format!(
+                        "ALTER TABLE {} SET SCHEMA {}",
+                        ctx.child(partition),
+                        ident(schema)
+                    ));
                 }
             }
             v
         }
     }
+}
+
+/// The guard's three steps, each its own transaction: add the new CHECK unvalidated (brief
+/// lock), validate it (SHARE UPDATE EXCLUSIVE: inserts continue during the scan), swap names.
+pub fn guard_default(ctx: &TableCtx, from: KeyValue, to: KeyValue) -> [Vec<String>; 3] {
+    let default = ctx.child(ctx.default_partition.as_deref().unwrap_or_default());
+    let key = ident(ctx.key_column.as_deref().unwrap_or_default());
+    let kind = ctx.kind();
+    let mut outside = Vec::new();
+    if from != KeyValue::Min {
+        outside.push(format!("{key} < {}", render_key_value(from, kind)));
+    }
+    if to != KeyValue::Max {
+        outside.push(format!("{key} >= {}", render_key_value(to, kind)));
+    }
+    let check = if outside.is_empty() {
+        "false".to_string()
+    } else {
+        outside.join(" OR ")
+    };
+    [
+        vec![
+            format!(
+                "ALTER TABLE {default} DROP CONSTRAINT IF EXISTS {}",
+                ident(DEFAULT_GUARD_NEXT)
+            ),
+            format!(
+                "ALTER TABLE {default} ADD CONSTRAINT {} CHECK ({check}) NOT VALID",
+                ident(DEFAULT_GUARD_NEXT)
+            ),
+        ],
+        vec![format!(
+            "ALTER TABLE {default} VALIDATE CONSTRAINT {}",
+            ident(DEFAULT_GUARD_NEXT)
+        )],
+        vec![
+            format!(
+                "ALTER TABLE {default} DROP CONSTRAINT IF EXISTS {}",
+                ident(DEFAULT_GUARD)
+            ),
+            format!(
+                "ALTER TABLE {default} RENAME CONSTRAINT {} TO {}",
+                ident(DEFAULT_GUARD_NEXT),
+                ident(DEFAULT_GUARD)
+            ),
+        ],
+    ]
+}
+
+/// Undo a guard that could not be validated (the default holds rows in the span).
+pub fn drop_guard_next(ctx: &TableCtx) -> String {
+    format!(
+        "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
+        ctx.child(ctx.default_partition.as_deref().unwrap_or_default()),
+        ident(DEFAULT_GUARD_NEXT)
+    )
 }

@@ -63,14 +63,20 @@ fn tokenize(s: &str) -> Result<Vec<Token>, String> {
             }
             c if c.is_ascii_digit() || c == '-' || c == '.' => {
                 let mut v = String::new();
-                while chars.peek().is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '+')) {
+                while chars
+                    .peek()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '+'))
+                {
                     v.push(chars.next().unwrap_or_default());
                 }
                 out.push(Token::Num(v));
             }
             c if c.is_alphabetic() || c == '_' => {
                 let mut v = String::new();
-                while chars.peek().is_some_and(|c| c.is_alphanumeric() || *c == '_') {
+                while chars
+                    .peek()
+                    .is_some_and(|c| c.is_alphanumeric() || *c == '_')
+                {
                     v.push(chars.next().unwrap_or_default());
                 }
                 out.push(Token::Word(v.to_ascii_uppercase()));
@@ -210,7 +216,10 @@ pub fn parse_key_value(text: &str, kind: KeyKind) -> Result<KeyValue, String> {
         _ => {}
     }
     match kind {
-        KeyKind::Int { .. } => t.parse::<i64>().map(KeyValue::Int).map_err(|e| format!("{t:?}: {e}")),
+        KeyKind::Int { .. } => t
+            .parse::<i64>()
+            .map(KeyValue::Int)
+            .map_err(|e| format!("{t:?}: {e}")),
         KeyKind::Date => NaiveDate::parse_from_str(t, "%Y-%m-%d")
             .map(|d| KeyValue::Time(d.and_time(chrono::NaiveTime::MIN)))
             .map_err(|e| format!("{t:?}: {e}")),
@@ -219,7 +228,9 @@ pub fn parse_key_value(text: &str, kind: KeyKind) -> Result<KeyValue, String> {
             // Printed in UTC as `2025-01-01 00:00:00+00`; keep the wall time, drop the offset.
             let (wall, offset) = split_offset(t);
             if !matches!(offset, "" | "+00" | "+00:00" | "Z") {
-                return Err(format!("{t:?}: expected a UTC offset; set the session TimeZone to UTC"));
+                return Err(format!(
+                    "{t:?}: expected a UTC offset; set the session TimeZone to UTC"
+                ));
             }
             parse_naive(wall).map(KeyValue::Time)
         }
@@ -236,7 +247,9 @@ fn split_offset(t: &str) -> (&str, &str) {
 
 fn parse_naive(t: &str) -> Result<NaiveDateTime, String> {
     NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f")
-        .or_else(|_| NaiveDate::parse_from_str(t, "%Y-%m-%d").map(|d| d.and_time(chrono::NaiveTime::MIN)))
+        .or_else(|_| {
+            NaiveDate::parse_from_str(t, "%Y-%m-%d").map(|d| d.and_time(chrono::NaiveTime::MIN))
+        })
         .map_err(|e| format!("{t:?}: {e}"))
 }
 
@@ -275,29 +288,55 @@ mod tests {
     fn ts(s: &str) -> KeyValue {
         KeyValue::Time(parse_naive(s).unwrap())
     }
-    const BIG: KeyKind = KeyKind::Int { min: i64::MIN, max: i64::MAX };
+    const BIG: KeyKind = KeyKind::Int {
+        min: i64::MIN,
+        max: i64::MAX,
+    };
 
     #[test]
     fn range_forms() {
         assert_eq!(
-            parse_bound("FOR VALUES FROM ('2025-01-01 00:00:00+00') TO ('2025-02-01 00:00:00+00')", Some(KeyKind::Timestamptz)),
-            Ok(Bound::Range { from: ts("2025-01-01 00:00:00"), to: ts("2025-02-01 00:00:00") })
+            parse_bound(
+                "FOR VALUES FROM ('2025-01-01 00:00:00+00') TO ('2025-02-01 00:00:00+00')",
+                Some(KeyKind::Timestamptz)
+            ),
+            Ok(Bound::Range {
+                from: ts("2025-01-01 00:00:00"),
+                to: ts("2025-02-01 00:00:00")
+            })
         );
         assert_eq!(
-            parse_bound("FOR VALUES FROM (MINVALUE) TO ('2025-01-01')", Some(KeyKind::Date)),
-            Ok(Bound::Range { from: KeyValue::Min, to: ts("2025-01-01 00:00:00") })
+            parse_bound(
+                "FOR VALUES FROM (MINVALUE) TO ('2025-01-01')",
+                Some(KeyKind::Date)
+            ),
+            Ok(Bound::Range {
+                from: KeyValue::Min,
+                to: ts("2025-01-01 00:00:00")
+            })
         );
         assert_eq!(
-            parse_bound("FOR VALUES FROM ('2025-03-30 01:00:00.5') TO (MAXVALUE)", Some(KeyKind::Timestamp)),
-            Ok(Bound::Range { from: ts("2025-03-30 01:00:00.5"), to: KeyValue::Max })
+            parse_bound(
+                "FOR VALUES FROM ('2025-03-30 01:00:00.5') TO (MAXVALUE)",
+                Some(KeyKind::Timestamp)
+            ),
+            Ok(Bound::Range {
+                from: ts("2025-03-30 01:00:00.5"),
+                to: KeyValue::Max
+            })
         );
         assert_eq!(
             parse_bound("FOR VALUES FROM ('-1000') TO (0)", Some(BIG)),
-            Ok(Bound::Range { from: KeyValue::Int(-1000), to: KeyValue::Int(0) })
+            Ok(Bound::Range {
+                from: KeyValue::Int(-1000),
+                to: KeyValue::Int(0)
+            })
         );
         assert_eq!(
             parse_bound("FOR VALUES FROM ('a', 1) TO ('b', 2)", None),
-            Ok(Bound::RangeOther("FOR VALUES FROM ('a', 1) TO ('b', 2)".into()))
+            Ok(Bound::RangeOther(
+                "FOR VALUES FROM ('a', 1) TO ('b', 2)".into()
+            ))
         );
     }
 
@@ -306,12 +345,22 @@ mod tests {
         assert_eq!(parse_bound("DEFAULT", None), Ok(Bound::Default));
         assert_eq!(
             parse_bound("FOR VALUES IN ('de', 'it''s', NULL)", None),
-            Ok(Bound::List(vec![Some("de".into()), Some("it's".into()), None]))
+            Ok(Bound::List(vec![
+                Some("de".into()),
+                Some("it's".into()),
+                None
+            ]))
         );
-        assert_eq!(parse_bound("FOR VALUES IN (1, 2)", None), Ok(Bound::List(vec![Some("1".into()), Some("2".into())])));
+        assert_eq!(
+            parse_bound("FOR VALUES IN (1, 2)", None),
+            Ok(Bound::List(vec![Some("1".into()), Some("2".into())]))
+        );
         assert_eq!(
             parse_bound("FOR VALUES WITH (modulus 8, remainder 3)", None),
-            Ok(Bound::Hash { modulus: 8, remainder: 3 })
+            Ok(Bound::Hash {
+                modulus: 8,
+                remainder: 3
+            })
         );
         assert!(parse_bound("FOR VALUES FROM ('x'", None).is_err());
     }
@@ -327,7 +376,10 @@ mod tests {
             let v = parse_key_value(text, kind).unwrap();
             assert_eq!(render_key_value(v, kind).trim_matches('\''), text);
         }
-        assert_eq!(parse_key_value("infinity", KeyKind::Date), Ok(KeyValue::Max));
+        assert_eq!(
+            parse_key_value("infinity", KeyKind::Date),
+            Ok(KeyValue::Max)
+        );
         assert!(parse_key_value("2025-01-01 00:00:00+01", KeyKind::Timestamptz).is_err());
     }
 }

@@ -50,9 +50,15 @@ fn finding(reason: &'static str, message: String) -> Finding {
     Finding { reason, message }
 }
 
-pub fn plan(policy: &ValidPolicy, table: Option<&ObservedTable>, now: DateTime<Utc>) -> Result<Plan> {
+pub fn plan(
+    policy: &ValidPolicy,
+    table: Option<&ObservedTable>,
+    now: DateTime<Utc>,
+) -> Result<Plan> {
     let qualified = format!("{}.{}", policy.schema, policy.table);
-    let table = table.ok_or_else(|| Error::TableMissing { table: qualified.clone() })?;
+    let table = table.ok_or_else(|| Error::TableMissing {
+        table: qualified.clone(),
+    })?;
     let expected = match policy.kind {
         Kind::Range(_) => Strategy::Range,
         Kind::List(_) => Strategy::List,
@@ -85,20 +91,43 @@ pub fn plan(policy: &ValidPolicy, table: Option<&ObservedTable>, now: DateTime<U
     let mut findings = Vec::new();
 
     for p in table.partitions.iter().filter(|p| p.detach_pending) {
-        actions.push(Action::FinishDetach { partition: p.name.clone() });
+        actions.push(Action::FinishDetach {
+            partition: p.name.clone(),
+        });
     }
     for p in &table.partitions {
         if let Bound::RangeOther(text) = &p.bound {
-            findings.push(finding("UnreadableBound", format!("partition {} has a bound pgpart cannot read: {text}", p.name)));
+            findings.push(finding(
+                "UnreadableBound",
+                format!(
+                    "partition {} has a bound pgpart cannot read: {text}",
+                    p.name
+                ),
+            ));
         }
     }
-    let attached: Vec<&ObservedPartition> = table.partitions.iter().filter(|p| !p.detach_pending).collect();
+    let attached: Vec<&ObservedPartition> = table
+        .partitions
+        .iter()
+        .filter(|p| !p.detach_pending)
+        .collect();
 
-    let mut summary = Summary { default_rows: table.default_rows.rows, ..Summary::default() };
+    let mut summary = Summary {
+        default_rows: table.default_rows.rows,
+        ..Summary::default()
+    };
     match (&policy.kind, key_kind) {
-        (Kind::Range(r), Some(kind)) => {
-            plan_range(policy, r, kind, table, &attached, now, &mut actions, &mut findings, &mut summary)?
-        }
+        (Kind::Range(r), Some(kind)) => plan_range(
+            policy,
+            r,
+            kind,
+            table,
+            &attached,
+            now,
+            &mut actions,
+            &mut findings,
+            &mut summary,
+        )?,
         (Kind::List(items), _) => {
             let mut count = 0;
             for item in items {
@@ -107,7 +136,10 @@ pub fn plan(policy: &ValidPolicy, table: Option<&ObservedTable>, now: DateTime<U
                     Some(p) if p.bound == Bound::List(values.clone()) => count += 1,
                     Some(p) => findings.push(finding(
                         "ListMismatch",
-                        format!("partition {} holds {:?}, but the policy lists {:?}", p.name, p.bound, item.values),
+                        format!(
+                            "partition {} holds {:?}, but the policy lists {:?}",
+                            p.name, p.bound, item.values
+                        ),
                     )),
                     None => {
                         let clash = attached.iter().find(|p| match &p.bound {
@@ -134,19 +166,35 @@ pub fn plan(policy: &ValidPolicy, table: Option<&ObservedTable>, now: DateTime<U
                 {
                     return Err(Error::mismatch(
                         "spec.hash.modulus",
-                        format!("partition {} uses modulus {m}, the policy says {modulus}: a hash table's modulus can't change in place", p.name),
+                        format!(
+                            "partition {} uses modulus {m}, the policy says {modulus}: a hash table's modulus can't change in place",
+                            p.name
+                        ),
                     ));
                 }
             }
             for remainder in 0..*modulus {
                 let name = format!("{}_p{remainder}", table.name);
-                let exists = attached.iter().any(|p| p.bound == Bound::Hash { modulus: *modulus, remainder });
+                let exists = attached.iter().any(|p| {
+                    p.bound
+                        == Bound::Hash {
+                            modulus: *modulus,
+                            remainder,
+                        }
+                });
                 if exists {
                     count += 1;
                 } else if name.len() > MAX_IDENT_BYTES {
-                    return Err(Error::mismatch("spec.table", format!("partition name {name:?} would be over 63 bytes")));
+                    return Err(Error::mismatch(
+                        "spec.table",
+                        format!("partition name {name:?} would be over 63 bytes"),
+                    ));
                 } else {
-                    actions.push(Action::CreateHash { partition: name, modulus: *modulus, remainder });
+                    actions.push(Action::CreateHash {
+                        partition: name,
+                        modulus: *modulus,
+                        remainder,
+                    });
                 }
             }
             summary.partitions = count;
@@ -155,22 +203,41 @@ pub fn plan(policy: &ValidPolicy, table: Option<&ObservedTable>, now: DateTime<U
     }
 
     if table.default_rows.rows > 0 {
-        let span = match (key_kind, table.default_rows.min_key, table.default_rows.max_key) {
-            (Some(k), Some(lo), Some(hi)) => format!(" with keys from {} to {}", display_key_value(lo, k), display_key_value(hi, k)),
+        let span = match (
+            key_kind,
+            table.default_rows.min_key,
+            table.default_rows.max_key,
+        ) {
+            (Some(k), Some(lo), Some(hi)) => format!(
+                " with keys from {} to {}",
+                display_key_value(lo, k),
+                display_key_value(hi, k)
+            ),
             _ => String::new(),
         };
         findings.push(finding(
             "RowsInDefault",
-            format!("{} rows in default partition {}{span}", table.default_rows.rows, default.clone().unwrap_or_default()),
+            format!(
+                "{} rows in default partition {}{span}",
+                table.default_rows.rows,
+                default.clone().unwrap_or_default()
+            ),
         ));
     }
     if policy.create_default && default.is_none() {
-        actions.push(Action::CreateDefault { partition: format!("{}_default", table.name) });
+        actions.push(Action::CreateDefault {
+            partition: format!("{}_default", table.name),
+        });
     }
     // FinishDetach first, then creations in key order, repairs, and retirements last, so
     // coverage only ever grows before anything is taken away.
     actions.sort_by_key(Action::order);
-    Ok(Plan { ctx, actions, findings, summary })
+    Ok(Plan {
+        ctx,
+        actions,
+        findings,
+        summary,
+    })
 }
 
 fn range_key_kind(r: &RangePolicy, table: &ObservedTable) -> Result<KeyKind> {
@@ -178,7 +245,9 @@ fn range_key_kind(r: &RangePolicy, table: &ObservedTable) -> Result<KeyKind> {
     if table.key_columns.len() != 1 || table.key_columns[0].is_none() {
         return Err(Error::mismatch(
             "spec.range",
-            format!("table {qualified} has a multi-column or expression key; pgpart manages single-column range keys"),
+            format!(
+                "table {qualified} has a multi-column or expression key; pgpart manages single-column range keys"
+            ),
         ));
     }
     let kind = KeyKind::from_sql_type(&table.key_types[0]).ok_or_else(|| {
@@ -193,15 +262,29 @@ fn range_key_kind(r: &RangePolicy, table: &ObservedTable) -> Result<KeyKind> {
     match (r.interval, kind) {
         (Interval::Time(_), KeyKind::Int { .. }) => Err(Error::mismatch(
             "spec.range.interval",
-            format!("{qualified} has an integer key: give a positive integer step such as \"100000\", not {:?}", r.interval.to_string()),
+            format!(
+                "{qualified} has an integer key: give a positive integer step such as \"100000\", not {:?}",
+                r.interval.to_string()
+            ),
         )),
         (Interval::Integer(_), k) if k.is_time() => Err(Error::mismatch(
             "spec.range.interval",
-            format!("{qualified} has a {} key: give \"N unit\" such as \"1 month\"", table.key_types[0]),
+            format!(
+                "{qualified} has a {} key: give \"N unit\" such as \"1 month\"",
+                table.key_types[0]
+            ),
         )),
-        (Interval::Time(TimeStep { unit: super::calendar::Unit::Hour, .. }), KeyKind::Date) => Err(Error::mismatch(
+        (
+            Interval::Time(TimeStep {
+                unit: super::calendar::Unit::Hour,
+                ..
+            }),
+            KeyKind::Date,
+        ) => Err(Error::mismatch(
             "spec.range.interval",
-            format!("{qualified} has a date key: intervals shorter than a day can't be expressed; use days or longer"),
+            format!(
+                "{qualified} has a date key: intervals shorter than a day can't be expressed; use days or longer"
+            ),
         )),
         _ => Ok(kind),
     }
@@ -218,7 +301,11 @@ impl Grid<'_> {
     fn slot_from_time(&self, step: &TimeStep, local: NaiveDateTime) -> Option<RangeSlot> {
         let from = self.time_value(local);
         let to = self.time_value(step.shift(local, 1));
-        (from < to).then(|| RangeSlot { name: self.r.template.render(self.table, &SlotStart::Time(local)), from, to })
+        (from < to).then(|| RangeSlot {
+            name: self.r.template.render(self.table, &SlotStart::Time(local)),
+            from,
+            to,
+        })
     }
 
     fn time_value(&self, local: NaiveDateTime) -> KeyValue {
@@ -229,13 +316,18 @@ impl Grid<'_> {
     }
 
     fn slot_from_int(&self, step: i64, start: i64) -> Option<RangeSlot> {
-        let KeyKind::Int { min, max } = self.kind else { return None };
+        let KeyKind::Int { min, max } = self.kind else {
+            return None;
+        };
         let end = start.checked_add(step)?;
         if start < min || end > max.saturating_add(1) {
             return None;
         }
         Some(RangeSlot {
-            name: self.r.template.render(self.table, &SlotStart::Integer(start)),
+            name: self
+                .r
+                .template
+                .render(self.table, &SlotStart::Integer(start)),
             from: KeyValue::Int(start),
             to: KeyValue::Int(end),
         })
@@ -266,7 +358,11 @@ fn plan_range(
     findings: &mut Vec<Finding>,
     summary: &mut Summary,
 ) -> Result<()> {
-    let grid = Grid { r, kind, table: &table.name };
+    let grid = Grid {
+        r,
+        kind,
+        table: &table.name,
+    };
     let ranges: Vec<(&ObservedPartition, KeyValue, KeyValue)> = attached
         .iter()
         .filter_map(|p| match p.bound {
@@ -323,7 +419,9 @@ fn plan_range(
                 if slots.len() >= MAX_SLOTS {
                     return Err(Error::invalid(
                         "spec.range.startFrom",
-                        format!("the policy would need more than {MAX_SLOTS} partitions: move startFrom later or use a longer interval"),
+                        format!(
+                            "the policy would need more than {MAX_SLOTS} partitions: move startFrom later or use a longer interval"
+                        ),
                     ));
                 }
                 if let Some(s) = grid.slot_from_time(&step, t) {
@@ -339,7 +437,10 @@ fn plan_range(
             let mut first = current;
             if let Some(s) = &r.start_from {
                 let v: i64 = s.trim().parse().map_err(|_| {
-                    Error::invalid("spec.range.startFrom", format!("{s:?}: the key is an integer, so startFrom must be an integer"))
+                    Error::invalid(
+                        "spec.range.startFrom",
+                        format!("{s:?}: the key is an integer, so startFrom must be an integer"),
+                    )
                 })?;
                 first = first.min(floor_div(v, step));
             }
@@ -360,13 +461,17 @@ fn plan_range(
                 if slots.len() >= MAX_SLOTS {
                     return Err(Error::invalid(
                         "spec.range.startFrom",
-                        format!("the policy would need more than {MAX_SLOTS} partitions: move startFrom later or use a larger step"),
+                        format!(
+                            "the policy would need more than {MAX_SLOTS} partitions: move startFrom later or use a larger step"
+                        ),
                     ));
                 }
                 if let Some(s) = grid.slot_from_int(step, v) {
                     slots.push(s);
                 }
-                let Some(next) = v.checked_add(step) else { break };
+                let Some(next) = v.checked_add(step) else {
+                    break;
+                };
                 v = next;
             }
         }
@@ -381,7 +486,11 @@ fn plan_range(
         if s.name.len() > MAX_IDENT_BYTES {
             return Err(Error::invalid(
                 "spec.naming.template",
-                format!("partition name {:?} is {} bytes, over PostgreSQL's 63: shorten the template or the table name", s.name, s.name.len()),
+                format!(
+                    "partition name {:?} is {} bytes, over PostgreSQL's 63: shorten the template or the table name",
+                    s.name,
+                    s.name.len()
+                ),
             ));
         }
         if let Some(prev) = names.insert(s.name.clone(), s.from) {
@@ -401,7 +510,9 @@ fn plan_range(
     for s in &slots {
         if let Some((p, _, _)) = ranges.iter().find(|(_, f, t)| *f == s.from && *t == s.to) {
             if !p.managed && policy.adopt_existing {
-                actions.push(Action::Adopt { partition: p.name.clone() });
+                actions.push(Action::Adopt {
+                    partition: p.name.clone(),
+                });
             }
             continue;
         }
@@ -420,14 +531,63 @@ fn plan_range(
             ));
             continue;
         }
-        let holds_default_rows = matches!((dmin, dmax), (Some(lo), Some(hi)) if s.from <= hi && lo < s.to);
+        let holds_default_rows =
+            matches!((dmin, dmax), (Some(lo), Some(hi)) if s.from <= hi && lo < s.to);
         if repair && holds_default_rows {
             if repairs < MAX_REPAIR_SLOTS {
                 repairs += 1;
                 actions.push(Action::Repair { slot: s.clone() });
             }
+        } else if holds_default_rows {
+            // Attaching would fail ("would be violated by some row"): report, touch nothing.
+            findings.push(finding(
+                "BlockedByDefaultRows",
+                format!(
+                    "{} for [{}, {}) can't be created while the default partition holds rows in that range; set spec.defaultPartition.onRows: Repair to move them",
+                    s.name,
+                    display_key_value(s.from, kind),
+                    display_key_value(s.to, kind)
+                ),
+            ));
         } else {
             actions.push(Action::CreateRange { slot: s.clone() });
+        }
+    }
+
+    // With a DEFAULT partition, guard it against the span from the current slot on, so the
+    // attaches need no scan of it. Only from the current slot on: retention never retires
+    // there, and older keys keep a home in the default.
+    if table.default_partition().is_some()
+        && let Some(current) = slots.iter().find(|s| s.from <= now_key && now_key < s.to)
+    {
+        let creates_ahead = actions
+            .iter()
+            .any(|a| matches!(a, Action::CreateRange { slot } if slot.from >= current.from));
+        let retires = policy.retention.is_some();
+        if creates_ahead || retires {
+            let mut spans: Vec<(KeyValue, KeyValue)> =
+                ranges.iter().map(|(_, f, t)| (*f, *t)).collect();
+            spans.extend(actions.iter().filter_map(|a| match a {
+                Action::CreateRange { slot } => Some((slot.from, slot.to)),
+                _ => None,
+            }));
+            spans.sort();
+            let mut end: Option<KeyValue> = None;
+            for (f, t) in spans {
+                match end {
+                    None if f == current.from => end = Some(t),
+                    Some(e) if f == e => end = Some(t),
+                    _ => {}
+                }
+            }
+            if let Some(to) = end
+                && creates_ahead
+            {
+                actions.push(Action::GuardDefault {
+                    from: current.from,
+                    to,
+                });
+            }
         }
     }
 
@@ -454,13 +614,23 @@ fn plan_range(
     if let (Some(ret), Some(c)) = (&policy.retention, cutoff) {
         let mut old: Vec<&(&ObservedPartition, KeyValue, KeyValue)> = sorted
             .iter()
-            .filter(|(p, _, to)| *to <= c && (p.managed || (policy.adopt_existing && on_grid(&grid, *to, r.interval))))
+            .filter(|(p, _, to)| {
+                *to <= c
+                    && (p.managed || (policy.adopt_existing && on_grid(&grid, *to, r.interval)))
+            })
             .collect();
         old.truncate(ret.max_per_pass as usize);
         for (p, _, _) in old {
-            actions.push(Action::Retire { partition: p.name.clone(), action: ret.action, to_schema: ret.schema.clone() });
+            actions.push(Action::Retire {
+                partition: p.name.clone(),
+                action: ret.action,
+                to_schema: ret.schema.clone(),
+            });
         }
-        let unmanaged_old = sorted.iter().filter(|(p, _, to)| *to <= c && !p.managed && !policy.adopt_existing).count();
+        let unmanaged_old = sorted
+            .iter()
+            .filter(|(p, _, to)| *to <= c && !p.managed && !policy.adopt_existing)
+            .count();
         if unmanaged_old > 0 {
             findings.push(finding(
                 "ForeignPartitions",
@@ -470,7 +640,10 @@ fn plan_range(
     }
 
     // Summary of what exists now.
-    let managed: Vec<_> = sorted.iter().filter(|(p, f, t)| p.managed || slots.iter().any(|s| s.from == *f && s.to == *t)).collect();
+    let managed: Vec<_> = sorted
+        .iter()
+        .filter(|(p, f, t)| p.managed || slots.iter().any(|s| s.from == *f && s.to == *t))
+        .collect();
     summary.partitions = managed.len();
     summary.oldest = managed.first().map(|(p, _, _)| p.name.clone());
     summary.newest = managed.last().map(|(p, _, _)| p.name.clone());
@@ -515,7 +688,14 @@ fn parse_start_time(s: &str) -> Result<NaiveDateTime> {
         .map(|d| d.and_time(chrono::NaiveTime::MIN))
         .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S"))
         .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S"))
-        .map_err(|_| Error::invalid("spec.range.startFrom", format!("{s:?}: give a date like 2025-01-01 or a local time like 2025-01-01T06:00:00")))
+        .map_err(|_| {
+            Error::invalid(
+                "spec.range.startFrom",
+                format!(
+                    "{s:?}: give a date like 2025-01-01 or a local time like 2025-01-01T06:00:00"
+                ),
+            )
+        })
 }
 
 /// Parse a key value the user gave for a key kind (used by repair and status).

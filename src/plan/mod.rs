@@ -1,12 +1,12 @@
 //! The pure core: no I/O. From a policy, the observed table and `now`, compute the
 //! desired partitions, the ordered actions that get there, and findings.
 
-pub mod calendar;
-pub mod naming;
-pub mod bounds;
-pub mod model;
 pub mod action;
+pub mod bounds;
+pub mod calendar;
 pub mod diff;
+pub mod model;
+pub mod naming;
 
 pub use action::{Action, TableCtx};
 pub use diff::{Finding, Plan, Summary, plan};

@@ -29,7 +29,10 @@ pub enum KeyKind {
     Timestamp,
     Date,
     /// smallint, integer, bigint.
-    Int { min: i64, max: i64 },
+    Int {
+        min: i64,
+        max: i64,
+    },
 }
 
 impl KeyKind {
@@ -39,9 +42,18 @@ impl KeyKind {
             "timestamp with time zone" => KeyKind::Timestamptz,
             "timestamp without time zone" => KeyKind::Timestamp,
             "date" => KeyKind::Date,
-            "smallint" => KeyKind::Int { min: i16::MIN as i64, max: i16::MAX as i64 },
-            "integer" => KeyKind::Int { min: i32::MIN as i64, max: i32::MAX as i64 },
-            "bigint" => KeyKind::Int { min: i64::MIN, max: i64::MAX },
+            "smallint" => KeyKind::Int {
+                min: i16::MIN as i64,
+                max: i16::MAX as i64,
+            },
+            "integer" => KeyKind::Int {
+                min: i32::MIN as i64,
+                max: i32::MAX as i64,
+            },
+            "bigint" => KeyKind::Int {
+                min: i64::MIN,
+                max: i64::MAX,
+            },
             _ => return None,
         })
     }
@@ -64,11 +76,17 @@ pub enum KeyValue {
 /// for list partitions (their type is whatever the key is).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Bound {
-    Range { from: KeyValue, to: KeyValue },
+    Range {
+        from: KeyValue,
+        to: KeyValue,
+    },
     /// A range bound pgpart can't reason about (multi-column key, unparsable value).
     RangeOther(String),
     List(Vec<Option<String>>),
-    Hash { modulus: u32, remainder: u32 },
+    Hash {
+        modulus: u32,
+        remainder: u32,
+    },
     Default,
 }
 

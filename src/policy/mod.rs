@@ -12,8 +12,6 @@ use serde::{Deserialize, Serialize};
 
 pub use validate::{ValidPolicy, validate};
 
-
-
 /// Desired shape of one partitioned table.
 #[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[kube(

@@ -73,7 +73,9 @@ pub fn split_table(s: &str) -> Result<(String, String)> {
     let bad = || {
         Error::invalid(
             "spec.table",
-            format!("{s:?} is not schema-qualified: write schema.table, e.g. public.events (double-quote names holding dots)"),
+            format!(
+                "{s:?} is not schema-qualified: write schema.table, e.g. public.events (double-quote names holding dots)"
+            ),
         )
     };
     let mut parts = Vec::new();
@@ -104,7 +106,10 @@ pub fn split_table(s: &str) -> Result<(String, String)> {
         }
         if part.is_empty() || part.len() > MAX_IDENT_BYTES {
             return Err(if part.len() > MAX_IDENT_BYTES {
-                Error::invalid("spec.table", format!("{part:?} is longer than PostgreSQL's 63-byte identifier limit"))
+                Error::invalid(
+                    "spec.table",
+                    format!("{part:?} is longer than PostgreSQL's 63-byte identifier limit"),
+                )
             } else {
                 bad()
             });
@@ -126,25 +131,47 @@ pub fn validate(spec: &PartitionPolicySpec) -> Result<ValidPolicy> {
     let (schema, table) = split_table(&spec.table)?;
     let kind = match (&spec.range, &spec.list, &spec.hash) {
         (Some(r), None, None) => {
-            let interval: Interval = r.interval.parse().map_err(|e| Error::invalid("spec.range.interval", e))?;
+            let interval: Interval = r
+                .interval
+                .parse()
+                .map_err(|e| Error::invalid("spec.range.interval", e))?;
             let zone: Zone = match &r.time_zone {
-                Some(z) => z.parse().map_err(|e| Error::invalid("spec.range.timeZone", e))?,
+                Some(z) => z
+                    .parse()
+                    .map_err(|e| Error::invalid("spec.range.timeZone", e))?,
                 None => Zone::Named(chrono_tz::UTC),
             };
             let premake = r.premake.unwrap_or(DEFAULT_PREMAKE);
             if !(1..=1000).contains(&premake) {
-                return Err(Error::invalid("spec.range.premake", "must be between 1 and 1000"));
+                return Err(Error::invalid(
+                    "spec.range.premake",
+                    "must be between 1 and 1000",
+                ));
             }
             let template = match &spec.naming {
-                Some(n) => n.template.parse().map_err(|e| Error::invalid("spec.naming.template", e))?,
+                Some(n) => n
+                    .template
+                    .parse()
+                    .map_err(|e| Error::invalid("spec.naming.template", e))?,
                 None => Template::default_for(&interval),
             };
-            template.validate_for(&interval).map_err(|e| Error::invalid("spec.naming.template", e))?;
-            Kind::Range(RangePolicy { interval, premake, start_from: r.start_from.clone(), zone, template })
+            template
+                .validate_for(&interval)
+                .map_err(|e| Error::invalid("spec.naming.template", e))?;
+            Kind::Range(RangePolicy {
+                interval,
+                premake,
+                start_from: r.start_from.clone(),
+                zone,
+                template,
+            })
         }
         (None, Some(l), None) => {
             if l.partitions.is_empty() {
-                return Err(Error::invalid("spec.list.partitions", "list at least one partition with a name and values"));
+                return Err(Error::invalid(
+                    "spec.list.partitions",
+                    "list at least one partition with a name and values",
+                ));
             }
             let mut seen_names = std::collections::BTreeSet::new();
             let mut seen_values = std::collections::BTreeSet::new();
@@ -155,14 +182,23 @@ pub fn validate(spec: &PartitionPolicySpec) -> Result<ValidPolicy> {
                     return Err(Error::invalid(format!("{field}.name"), "must not be empty"));
                 }
                 if !seen_names.insert(p.name.clone()) {
-                    return Err(Error::invalid(format!("{field}.name"), format!("{:?} is listed twice", p.name)));
+                    return Err(Error::invalid(
+                        format!("{field}.name"),
+                        format!("{:?} is listed twice", p.name),
+                    ));
                 }
                 if p.values.is_empty() {
-                    return Err(Error::invalid(format!("{field}.values"), "list at least one value"));
+                    return Err(Error::invalid(
+                        format!("{field}.values"),
+                        "list at least one value",
+                    ));
                 }
                 for v in &p.values {
                     if !seen_values.insert(v.clone()) {
-                        return Err(Error::invalid(format!("{field}.values"), format!("value {v:?} is in two partitions")));
+                        return Err(Error::invalid(
+                            format!("{field}.values"),
+                            format!("value {v:?} is in two partitions"),
+                        ));
                     }
                 }
                 let name = format!("{table}_{}", p.name);
@@ -172,13 +208,19 @@ pub fn validate(spec: &PartitionPolicySpec) -> Result<ValidPolicy> {
                         format!("partition name {name:?} is over 63 bytes: shorten the name"),
                     ));
                 }
-                items.push(ListItem { name, values: p.values.clone() });
+                items.push(ListItem {
+                    name,
+                    values: p.values.clone(),
+                });
             }
             Kind::List(items)
         }
         (None, None, Some(h)) => {
             if !(1..=1024).contains(&h.modulus) {
-                return Err(Error::invalid("spec.hash.modulus", "must be between 1 and 1024"));
+                return Err(Error::invalid(
+                    "spec.hash.modulus",
+                    "must be between 1 and 1024",
+                ));
             }
             Kind::Hash { modulus: h.modulus }
         }
@@ -194,7 +236,10 @@ pub fn validate(spec: &PartitionPolicySpec) -> Result<ValidPolicy> {
         None => None,
         Some(r) => {
             let Kind::Range(range) = &kind else {
-                return Err(Error::invalid("spec.retention", "only range partitions can be retired: remove spec.retention"));
+                return Err(Error::invalid(
+                    "spec.retention",
+                    "only range partitions can be retired: remove spec.retention",
+                ));
             };
             let keep = match range.interval {
                 Interval::Time(_) => Keep::Time(r.keep.parse().map_err(|e| Error::invalid("spec.retention.keep", e))?),
@@ -204,21 +249,40 @@ pub fn validate(spec: &PartitionPolicySpec) -> Result<ValidPolicy> {
             };
             if r.action == RetentionAction::MoveToSchema {
                 match &r.schema {
-                    None => return Err(Error::invalid("spec.retention.schema", "required when spec.retention.action is MoveToSchema")),
+                    None => {
+                        return Err(Error::invalid(
+                            "spec.retention.schema",
+                            "required when spec.retention.action is MoveToSchema",
+                        ));
+                    }
                     Some(s) if s.is_empty() || s.len() > MAX_IDENT_BYTES => {
-                        return Err(Error::invalid("spec.retention.schema", "must be a schema name of 1 to 63 bytes"));
+                        return Err(Error::invalid(
+                            "spec.retention.schema",
+                            "must be a schema name of 1 to 63 bytes",
+                        ));
                     }
                     Some(s) if *s == schema => {
-                        return Err(Error::invalid("spec.retention.schema", "must differ from the table's own schema"));
+                        return Err(Error::invalid(
+                            "spec.retention.schema",
+                            "must differ from the table's own schema",
+                        ));
                     }
                     _ => {}
                 }
             }
             let max_per_pass = r.max_per_pass.unwrap_or(DEFAULT_RETIRE_PER_PASS);
             if max_per_pass == 0 {
-                return Err(Error::invalid("spec.retention.maxPerPass", "must be at least 1"));
+                return Err(Error::invalid(
+                    "spec.retention.maxPerPass",
+                    "must be at least 1",
+                ));
             }
-            Some(Retention { keep, action: r.action, schema: r.schema.clone(), max_per_pass })
+            Some(Retention {
+                keep,
+                action: r.action,
+                schema: r.schema.clone(),
+                max_per_pass,
+            })
         }
     };
 
@@ -227,7 +291,9 @@ pub fn validate(spec: &PartitionPolicySpec) -> Result<ValidPolicy> {
         None => DEFAULT_LOCK_TIMEOUT,
     };
     let every = match &spec.schedule {
-        Some(s) => parse_short_duration(&s.every).map_err(|e| Error::invalid("spec.schedule.every", e))?,
+        Some(s) => {
+            parse_short_duration(&s.every).map_err(|e| Error::invalid("spec.schedule.every", e))?
+        }
         None => DEFAULT_EVERY,
     };
     let dp = spec.default_partition.clone().unwrap_or_default();
@@ -259,9 +325,22 @@ mod tests {
 
     #[test]
     fn split_table_forms() {
-        assert_eq!(split_table("public.events").unwrap(), ("public".into(), "events".into()));
-        assert_eq!(split_table("\"my.schema\".\"a\"\"b\"").unwrap(), ("my.schema".into(), "a\"b".into()));
-        for bad in ["events", "a.b.c", ".x", "x.", "\"open.x", &format!("public.{}", "x".repeat(64))] {
+        assert_eq!(
+            split_table("public.events").unwrap(),
+            ("public".into(), "events".into())
+        );
+        assert_eq!(
+            split_table("\"my.schema\".\"a\"\"b\"").unwrap(),
+            ("my.schema".into(), "a\"b".into())
+        );
+        for bad in [
+            "events",
+            "a.b.c",
+            ".x",
+            "x.",
+            "\"open.x",
+            &format!("public.{}", "x".repeat(64)),
+        ] {
             assert!(split_table(bad).is_err(), "{bad}");
         }
     }
