@@ -4,7 +4,9 @@
 //! `plan` is pure (no I/O); `db` and `controller` are the thin imperative shell.
 
 pub mod cli;
+pub mod controller;
 pub mod db;
 pub mod error;
 pub mod plan;
 pub mod policy;
+pub mod telemetry;

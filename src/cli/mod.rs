@@ -46,7 +46,7 @@ pub struct RunArgs {
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator (in cluster, or with KUBECONFIG).
-    Controller,
+    Controller(crate::controller::Args),
     /// Print what apply would do, with the SQL; change nothing.
     Plan {
         #[command(flatten)]
@@ -75,11 +75,11 @@ enum Command {
 
 pub async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    if !matches!(cli.command, Command::Controller(_)) {
+        crate::telemetry::init_tracing(crate::telemetry::LogFormat::Text, "warn");
+    }
     let result = match cli.command {
-        Command::Controller => Err(crate::error::Error::Input(
-            "the controller is not built yet".into(),
-        )),
+        Command::Controller(args) => crate::controller::run(args).await,
         Command::Plan { args, output } => run::run(args, false, output).await,
         Command::Apply { args } => run::run(args, true, Output::Text).await,
         Command::Status {
@@ -99,13 +99,4 @@ pub async fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
-}
-
-fn init_tracing() {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("PGPART_LOG").unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }

@@ -97,7 +97,7 @@ pub struct RangeSpec {
     /// Partitions kept ahead of now (time key) or of max(key) (integer key). Default 4.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
-    pub premake: Option<u32>,
+    pub premake: Option<i32>,
     /// Also ensure partitions back to here: a date/time ("2025-01-01") or an integer for an integer key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_from: Option<String>,
@@ -127,7 +127,7 @@ pub struct ListPartition {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HashSpec {
     #[schemars(range(min = 1, max = 1024))]
-    pub modulus: u32,
+    pub modulus: i32,
 }
 
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
@@ -135,7 +135,7 @@ pub struct HashSpec {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetentionSpec {
     /// Retire partitions whose WHOLE range ends before now − keep, e.g. "24 months".
-    #[x_kube(validation = Rule::new("self.matches('^\\\\s*[0-9]+\\\\s*(hour|day|week|month|quarter|year)s?\\\\s*$')").message("spec.retention.keep must be \"N unit\", e.g. \"24 months\""))]
+    #[x_kube(validation = Rule::new("self.matches('^\\\\s*[0-9]+\\\\s*((hour|day|week|month|quarter|year)s?)?\\\\s*$')").message("spec.retention.keep must be \"N unit\", e.g. \"24 months\" (a positive integer for an integer key)"))]
     pub keep: String,
     #[serde(default)]
     pub action: RetentionAction,
@@ -146,7 +146,7 @@ pub struct RetentionSpec {
     /// policy on an old table never retires everything at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
-    pub max_per_pass: Option<u32>,
+    pub max_per_pass: Option<i32>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]

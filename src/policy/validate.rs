@@ -141,7 +141,7 @@ pub fn validate(spec: &PartitionPolicySpec) -> Result<ValidPolicy> {
                     .map_err(|e| Error::invalid("spec.range.timeZone", e))?,
                 None => Zone::Named(chrono_tz::UTC),
             };
-            let premake = r.premake.unwrap_or(DEFAULT_PREMAKE);
+            let premake = r.premake.unwrap_or(DEFAULT_PREMAKE as i32);
             if !(1..=1000).contains(&premake) {
                 return Err(Error::invalid(
                     "spec.range.premake",
@@ -160,7 +160,7 @@ pub fn validate(spec: &PartitionPolicySpec) -> Result<ValidPolicy> {
                 .map_err(|e| Error::invalid("spec.naming.template", e))?;
             Kind::Range(RangePolicy {
                 interval,
-                premake,
+                premake: premake as u32,
                 start_from: r.start_from.clone(),
                 zone,
                 template,
@@ -222,7 +222,9 @@ pub fn validate(spec: &PartitionPolicySpec) -> Result<ValidPolicy> {
                     "must be between 1 and 1024",
                 ));
             }
-            Kind::Hash { modulus: h.modulus }
+            Kind::Hash {
+                modulus: h.modulus as u32,
+            }
         }
         _ => {
             return Err(Error::invalid(
@@ -270,8 +272,8 @@ pub fn validate(spec: &PartitionPolicySpec) -> Result<ValidPolicy> {
                     _ => {}
                 }
             }
-            let max_per_pass = r.max_per_pass.unwrap_or(DEFAULT_RETIRE_PER_PASS);
-            if max_per_pass == 0 {
+            let max_per_pass = r.max_per_pass.unwrap_or(DEFAULT_RETIRE_PER_PASS as i32);
+            if max_per_pass < 1 {
                 return Err(Error::invalid(
                     "spec.retention.maxPerPass",
                     "must be at least 1",
@@ -281,7 +283,7 @@ pub fn validate(spec: &PartitionPolicySpec) -> Result<ValidPolicy> {
                 keep,
                 action: r.action,
                 schema: r.schema.clone(),
-                max_per_pass,
+                max_per_pass: max_per_pass as u32,
             })
         }
     };

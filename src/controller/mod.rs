@@ -1,0 +1,190 @@
+//! The operator: kube-runtime Controllers over PartitionPolicy, status by server-side
+//! apply, events, metrics, leader election on a Lease, graceful shutdown.
+
+mod pool;
+mod reconcile;
+mod secret;
+mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client};
+use tokio::sync::watch;
+
+use crate::error::{Error, Result};
+use crate::policy::PartitionPolicy;
+use crate::telemetry::{self, LogFormat, Metrics};
+
+pub use reconcile::Ctx;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct Args {
+    /// Watch only these namespaces (repeat or comma-separate); all when absent.
+    #[arg(long = "namespace", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+    /// Elect a leader on a Lease so only one replica acts; the others stand by.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    #[arg(long, default_value = "pgpart-controller")]
+    pub lease_name: String,
+    /// Seconds a leader's lease lasts without renewal: a dead leader is replaced after this.
+    #[arg(long, default_value_t = 15)]
+    pub lease_duration_seconds: u64,
+    /// This replica's identity in the Lease (default: pod name or host name and pid).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Connections per database target, shared by every policy on it.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub pool_size: u16,
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+}
+
+/// Resolves when SIGTERM or Ctrl-C arrives.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    telemetry::init_tracing(args.log_format, &args.log_level);
+    let client = Client::try_default()
+        .await
+        .map_err(|e| Error::Connect(format!("Kubernetes API: {e}")))?;
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested: finishing the actions in flight");
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let server = tokio::spawn(telemetry::serve(
+        args.metrics_addr,
+        metrics.clone(),
+        ready.clone(),
+        stopped(stop_rx.clone()),
+    ));
+
+    // Prove the API works (and the CRD is installed) before saying ready.
+    Api::<PartitionPolicy>::all(client.clone())
+        .list(&kube::api::ListParams::default().limit(1))
+        .await
+        .map_err(|e| {
+            Error::Connect(format!(
+                "listing PartitionPolicies (is the CRD installed?): {e}"
+            ))
+        })?;
+    ready.store(true, Ordering::Relaxed);
+
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "pgpart".into());
+        format!("{host}-{}", std::process::id())
+    });
+    let mut lease = None;
+    if args.leader_elect {
+        let manager =
+            kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+                .with_namespace(&args.lease_namespace)
+                .with_identity(&identity)
+                .with_duration(args.lease_duration_seconds)
+                .with_grace(args.lease_duration_seconds.div_ceil(3).max(1))
+                .build()
+                .await
+                .map_err(|e| Error::Connect(format!("leader election: {e}")))?;
+        let (mut leader_rx, task) = manager.watch().await;
+        tracing::info!(%identity, lease = %args.lease_name, "waiting to become the leader");
+        let mut stop = stop_rx.clone();
+        let stop_first = tokio::select! {
+            r = leader_rx.wait_for(|l| *l) => { r.map_err(|_| Error::Connect("leader election ended".into()))?; false }
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        if stop_first {
+            drop(leader_rx);
+            let _ = task.await;
+            let _ = server.await;
+            return Ok(());
+        }
+        tracing::info!(%identity, "became the leader");
+        lease = Some((leader_rx, task));
+    }
+
+    let reporter = Reporter {
+        controller: "pgpart".into(),
+        instance: Some(identity.clone()),
+    };
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        pools: pool::Pools::default(),
+        pool_size: args.pool_size as usize,
+        metrics: metrics.clone(),
+        claims: Default::default(),
+        failures: Default::default(),
+    });
+    let apis: Vec<Api<PartitionPolicy>> = if args.namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        args.namespaces
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
+    };
+    let controllers = futures::future::join_all(apis.into_iter().map(|api| {
+        let ctx = ctx.clone();
+        let stop = stopped(stop_rx.clone());
+        Controller::new(api, watcher::Config::default().any_semantic())
+            .graceful_shutdown_on(stop)
+            .run(reconcile::reconcile, reconcile::error_policy, ctx)
+            .for_each(|res| async move {
+                if let Err(e) = res {
+                    tracing::debug!("reconcile: {e}");
+                }
+            })
+    }));
+
+    let result = match &mut lease {
+        Some((leader_rx, _)) => {
+            tokio::select! {
+                _ = controllers => Ok(()),
+                _ = leader_rx.wait_for(|l| !*l) => Err(Error::Connect("lost leadership; exiting so a fresh start can stand by".into())),
+            }
+        }
+        None => {
+            controllers.await;
+            Ok(())
+        }
+    };
+    if let Some((leader_rx, task)) = lease {
+        drop(leader_rx); // releases the lease so a standby takes over at once
+        let _ = task.await;
+    }
+    let _ = server.await;
+    tracing::info!("stopped");
+    result
+}

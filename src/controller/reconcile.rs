@@ -1,0 +1,540 @@
+//! One reconcile pass: resolve → observe → plan → execute → report.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+
+use super::pool::Pools;
+use super::secret::target_from_secret;
+use super::status::{DEFAULT_EMPTY, READY, RECONCILING, STALLED, cond, conditions, truncate};
+use crate::db::execute::{self, Outcome};
+use crate::db::observe::observe;
+use crate::error::Error;
+use crate::plan::{Plan, plan};
+use crate::policy::{PartitionPolicy, PartitionPolicyStatus, ValidPolicy, validate};
+use crate::telemetry::{ActionLabels, ErrorLabels, Metrics, PolicyLabels, TargetLabels};
+
+pub struct Claim {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    pub created: Option<k8s_openapi::jiff::Timestamp>,
+}
+
+pub struct Ctx {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub pools: Pools,
+    pub pool_size: usize,
+    pub metrics: Arc<Metrics>,
+    /// (database target, schema.table) → the policy that manages it.
+    pub claims: Mutex<HashMap<(String, String), Claim>>,
+    /// Consecutive transient failures per policy uid, for back-off.
+    pub failures: Mutex<HashMap<String, u32>>,
+}
+
+/// How soon to look again when actions remain (a bounded pass left work for the next).
+const MORE_WORK: Duration = Duration::from_secs(2);
+/// How soon to look again when only a person can fix it.
+const STALLED_RECHECK: Duration = Duration::from_secs(120);
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ReconcileError(String);
+
+pub fn error_policy(_: Arc<PartitionPolicy>, e: &ReconcileError, _: Arc<Ctx>) -> Requeue {
+    tracing::warn!("reconcile failed: {e}");
+    Requeue::requeue(Duration::from_secs(10))
+}
+
+/// What a pass found and did, for status, events and metrics.
+#[derive(Default)]
+struct PassReport {
+    plan: Option<Plan>,
+    outcomes: Vec<Outcome>,
+    /// Actions still to do after this pass.
+    pending: Vec<String>,
+    error: Option<Error>,
+}
+
+pub async fn reconcile(
+    policy: Arc<PartitionPolicy>,
+    ctx: Arc<Ctx>,
+) -> Result<Requeue, ReconcileError> {
+    let started = Instant::now();
+    let ns = policy.namespace().unwrap_or_default();
+    let name = policy.name_any();
+    let span = tracing::info_span!("reconcile", namespace = %ns, policy = %name, table = %policy.spec.table);
+    let _enter = span.enter();
+    let labels = PolicyLabels {
+        namespace: ns.clone(),
+        policy: name.clone(),
+        table: policy.spec.table.clone(),
+    };
+    ctx.metrics.reconciles.get_or_create(&labels).inc();
+
+    let report = match validate(&policy.spec) {
+        Err(e) => PassReport {
+            error: Some(e),
+            ..Default::default()
+        },
+        Ok(valid) => pass(&policy, &valid, &ctx, &ns).await,
+    };
+    let every = validate(&policy.spec)
+        .map(|v| v.every)
+        .unwrap_or(Duration::from_secs(3600));
+
+    // Events for every change and every warning; the Recorder de-duplicates repeats.
+    let oref = policy.object_ref(&());
+    let mut events = Vec::new();
+    if let Some(plan) = &report.plan {
+        for o in &report.outcomes {
+            let result = if o.result.is_ok() { "ok" } else { "error" };
+            ctx.metrics
+                .ddl_actions
+                .get_or_create(&ActionLabels {
+                    kind: o.action.kind().into(),
+                    result: result.into(),
+                })
+                .inc();
+            events.push(match &o.result {
+                Ok(()) => Event {
+                    type_: EventType::Normal,
+                    reason: event_reason(o.action.kind()).into(),
+                    note: Some(truncate(
+                        &if o.rows > 0 {
+                            format!("{} ({} rows moved)", o.description, o.rows)
+                        } else {
+                            o.description.clone()
+                        },
+                        1000,
+                    )),
+                    action: "Reconcile".into(),
+                    secondary: None,
+                },
+                Err(e) => Event {
+                    type_: EventType::Warning,
+                    reason: e.reason().into(),
+                    note: Some(truncate(&format!("{}: {e}", o.description), 1000)),
+                    action: "Reconcile".into(),
+                    secondary: None,
+                },
+            });
+        }
+        for f in &plan.findings {
+            events.push(Event {
+                type_: EventType::Warning,
+                reason: f.reason.into(),
+                note: Some(truncate(&f.message, 1000)),
+                action: "Reconcile".into(),
+                secondary: None,
+            });
+        }
+    }
+    if let Some(e) = &report.error {
+        ctx.metrics
+            .reconcile_errors
+            .get_or_create(&ErrorLabels {
+                namespace: ns.clone(),
+                policy: name.clone(),
+                reason: e.reason().into(),
+            })
+            .inc();
+        events.push(Event {
+            type_: EventType::Warning,
+            reason: e.reason().into(),
+            note: Some(truncate(&e.to_string(), 1000)),
+            action: "Reconcile".into(),
+            secondary: None,
+        });
+    }
+    for ev in &events {
+        if let Err(e) = ctx.recorder.publish(ev, &oref).await {
+            tracing::warn!("could not record event: {e}");
+        }
+    }
+
+    let status = build_status(&policy, &report);
+    let api: Api<PartitionPolicy> = Api::namespaced(ctx.client.clone(), &ns);
+    let patch =
+        json!({ "apiVersion": "pgpart.io/v1alpha1", "kind": "PartitionPolicy", "status": status });
+    api.patch_status(
+        &name,
+        &PatchParams::apply("pgpart").force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|e| ReconcileError(format!("writing status: {e}")))?;
+
+    if let Some(plan) = &report.plan {
+        let s = &plan.summary;
+        ctx.metrics
+            .partitions
+            .get_or_create(&labels)
+            .set(s.partitions as i64);
+        ctx.metrics
+            .default_rows
+            .get_or_create(&labels)
+            .set(s.default_rows);
+        if let Some(secs) = s.covered_seconds_ahead {
+            ctx.metrics
+                .coverage_seconds
+                .get_or_create(&labels)
+                .set(secs);
+        }
+    }
+    for (target, in_use) in ctx.pools.snapshot() {
+        ctx.metrics
+            .pool_in_use
+            .get_or_create(&TargetLabels { target })
+            .set(in_use as i64);
+    }
+    ctx.metrics
+        .reconcile_seconds
+        .observe(started.elapsed().as_secs_f64());
+
+    let uid = policy.uid().unwrap_or_default();
+    let requeue = match &report.error {
+        Some(e) if e.is_stalled() => every.min(STALLED_RECHECK),
+        Some(_) => {
+            let mut failures = ctx.failures.lock().expect("failures lock");
+            let n = failures.entry(uid).or_insert(0);
+            *n = (*n + 1).min(6);
+            Duration::from_secs(5 << *n).min(every)
+        }
+        None => {
+            ctx.failures.lock().expect("failures lock").remove(&uid);
+            let blocked = policy.spec.suspend || policy.spec.dry_run;
+            if !report.pending.is_empty() && !blocked {
+                MORE_WORK
+            } else {
+                every
+            }
+        }
+    };
+    Ok(Requeue::requeue(requeue))
+}
+
+fn event_reason(kind: &str) -> &'static str {
+    match kind {
+        "create" => "PartitionCreated",
+        "create_default" => "DefaultPartitionCreated",
+        "repair" => "DefaultPartitionRepaired",
+        "adopt" => "PartitionAdopted",
+        "guard_default" => "DefaultPartitionGuarded",
+        "finish_detach" => "DetachFinished",
+        "detach" | "drop" | "move_to_schema" => "PartitionRetired",
+        _ => "Changed",
+    }
+}
+
+async fn pass(policy: &PartitionPolicy, valid: &ValidPolicy, ctx: &Ctx, ns: &str) -> PassReport {
+    match pass_inner(policy, valid, ctx, ns).await {
+        Ok(r) => r,
+        Err(e) => PassReport {
+            error: Some(e),
+            ..Default::default()
+        },
+    }
+}
+
+async fn pass_inner(
+    policy: &PartitionPolicy,
+    valid: &ValidPolicy,
+    ctx: &Ctx,
+    ns: &str,
+) -> Result<PassReport, Error> {
+    let db = policy.spec.database.as_ref().ok_or_else(|| {
+        Error::invalid(
+            "spec.database.secretRef",
+            "required: name a Secret in this namespace holding the connection",
+        )
+    })?;
+    if let Some(other) = db.secret_ref.namespace.as_deref().filter(|n| *n != ns) {
+        return Err(Error::invalid(
+            "spec.database.secretRef.namespace",
+            format!(
+                "{other:?} is another namespace; a policy may only use Secrets in its own namespace ({ns})"
+            ),
+        ));
+    }
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let secret_name = &db.secret_ref.name;
+    let secret = match secrets.get_opt(secret_name).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return Err(Error::invalid(
+                "spec.database.secretRef.name",
+                format!("Secret {ns}/{secret_name} not found: create it or fix the name"),
+            ));
+        }
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            return Err(Error::PermissionDenied(format!(
+                "pgpart may not read Secret {ns}/{secret_name}"
+            )));
+        }
+        Err(e) => return Err(Error::Connect(format!("Kubernetes API: {e}"))),
+    };
+    let (target, key) = target_from_secret(&secret)?;
+    let description = target.describe();
+    ctx.pools.retain_current(&description, key);
+    claim(ctx, policy, &description, valid).await?;
+
+    let pool = ctx.pools.get(key, &target, ctx.pool_size);
+    let mut conn = pool.get().await?;
+    let now = Utc::now();
+    let table = (valid.schema.as_str(), valid.table.as_str());
+    let observed = observe(&conn, Some(table), false).await?;
+    let first = plan(valid, observed.table(table.0, table.1), now)?;
+    if valid.suspend || valid.dry_run || first.actions.is_empty() {
+        let pending = first
+            .actions
+            .iter()
+            .map(|a| a.describe(&first.ctx))
+            .collect();
+        return Ok(PassReport {
+            plan: Some(first),
+            pending,
+            ..Default::default()
+        });
+    }
+
+    let uncontended = execute::lock_table(
+        &conn,
+        &first.ctx,
+        valid.lock_timeout.max(Duration::from_secs(30)),
+    )
+    .await?;
+    let mut current = first;
+    if !uncontended {
+        let observed = observe(&conn, Some(table), false).await?;
+        current = plan(valid, observed.table(table.0, table.1), now)?;
+    }
+    let outcomes =
+        execute::execute_plan(&mut conn, &current, observed.server_version_num, &mut |o| {
+            tracing::info!(
+                action = o.action.kind(),
+                ok = o.result.is_ok(),
+                "{}",
+                o.description
+            );
+        })
+        .await;
+    execute::unlock_table(&conn, &current.ctx).await?;
+
+    // Report what is there now, and what is still to do.
+    let observed = observe(&conn, Some(table), false).await?;
+    let after = plan(valid, observed.table(table.0, table.1), now)?;
+    let pending = after
+        .actions
+        .iter()
+        .map(|a| a.describe(&after.ctx))
+        .collect();
+    let error = outcomes
+        .iter()
+        .find_map(|o| o.result.as_ref().err())
+        .map(clone_error);
+    Ok(PassReport {
+        plan: Some(after),
+        outcomes,
+        pending,
+        error,
+    })
+}
+
+/// Errors are not Clone (they may wrap driver errors elsewhere); rebuild by reason.
+fn clone_error(e: &Error) -> Error {
+    match e {
+        Error::LockTimeout(m) => Error::LockTimeout(m.clone()),
+        Error::PermissionDenied(m) => Error::PermissionDenied(m.clone()),
+        Error::CheckViolation(m) => Error::CheckViolation(m.clone()),
+        Error::Connect(m) => Error::Connect(m.clone()),
+        other => Error::Database(other.to_string()),
+    }
+}
+
+/// Two policies on one table: the older keeps it, the later one is Stalled (Conflict).
+async fn claim(
+    ctx: &Ctx,
+    policy: &PartitionPolicy,
+    target: &str,
+    valid: &ValidPolicy,
+) -> Result<(), Error> {
+    let key = (
+        target.to_string(),
+        format!("{}.{}", valid.schema, valid.table),
+    );
+    let me = Claim {
+        uid: policy.uid().unwrap_or_default(),
+        namespace: policy.namespace().unwrap_or_default(),
+        name: policy.name_any(),
+        created: policy.meta().creation_timestamp.as_ref().map(|t| t.0),
+    };
+    let holder = {
+        let claims = ctx.claims.lock().expect("claims lock");
+        claims.get(&key).filter(|c| c.uid != me.uid).map(|c| {
+            (
+                c.uid.clone(),
+                c.namespace.clone(),
+                c.name.clone(),
+                c.created,
+            )
+        })
+    };
+    if let Some((uid, hns, hname, hcreated)) = holder {
+        // The holder may be gone (deleted policies are not reconciled): check it still exists.
+        let api: Api<PartitionPolicy> = Api::namespaced(ctx.client.clone(), &hns);
+        let alive = matches!(api.get_opt(&hname).await, Ok(Some(p)) if p.uid().as_deref() == Some(uid.as_str()) && p.spec.table == policy.spec.table);
+        let holder_is_older = (hcreated, &hns, &hname) <= (me.created, &me.namespace, &me.name);
+        if alive && holder_is_older {
+            return Err(Error::Conflict(format!(
+                "table {} is already managed by PartitionPolicy {hns}/{hname}; delete one of the two policies",
+                key.1
+            )));
+        }
+    }
+    ctx.claims.lock().expect("claims lock").insert(key, me);
+    Ok(())
+}
+
+fn build_status(policy: &PartitionPolicy, report: &PassReport) -> PartitionPolicyStatus {
+    let previous = policy.status.clone().unwrap_or_default();
+    let generation = policy.metadata.generation;
+    let summary = report
+        .plan
+        .as_ref()
+        .map(|p| p.summary.clone())
+        .unwrap_or_default();
+    let blocked = report
+        .plan
+        .as_ref()
+        .and_then(|p| {
+            p.findings
+                .iter()
+                .find(|f| f.reason == "BlockedByDefaultRows")
+        })
+        .map(|f| f.message.clone());
+    let mut conds = Vec::new();
+    match (&report.error, blocked) {
+        (Some(e), _) if e.is_stalled() => {
+            conds.push(cond(READY, false, e.reason(), e.to_string()));
+            conds.push(cond(
+                RECONCILING,
+                false,
+                e.reason(),
+                "waiting for a person to fix the cause",
+            ));
+            conds.push(cond(STALLED, true, e.reason(), e.to_string()));
+        }
+        (Some(e), _) => {
+            conds.push(cond(READY, false, e.reason(), e.to_string()));
+            conds.push(cond(
+                RECONCILING,
+                true,
+                "RetryingAfterError",
+                format!("will retry: {e}"),
+            ));
+            conds.push(cond(
+                STALLED,
+                false,
+                "Retrying",
+                "the cause may clear by itself; retrying with back-off",
+            ));
+        }
+        (None, Some(msg)) => {
+            conds.push(cond(READY, false, "RowsInDefault", msg.clone()));
+            conds.push(cond(
+                RECONCILING,
+                false,
+                "RowsInDefault",
+                "waiting for a person: rows in the default partition",
+            ));
+            conds.push(cond(STALLED, true, "RowsInDefault", msg));
+        }
+        (None, None) if !report.pending.is_empty() => {
+            let (reason, why) = if policy.spec.suspend {
+                ("Suspended", "suspended: observing only")
+            } else if policy.spec.dry_run {
+                ("DryRun", "dry run: nothing is changed")
+            } else {
+                ("Progressing", "more to do in the next pass")
+            };
+            let msg = format!("{} actions pending ({why})", report.pending.len());
+            conds.push(cond(READY, false, reason, msg.clone()));
+            // kstatus: a suspended or dry-run policy is not progressing by itself.
+            conds.push(cond(RECONCILING, reason == "Progressing", reason, msg));
+            conds.push(cond(STALLED, false, reason, why));
+        }
+        (None, None) => {
+            let msg = match &summary.covered_until {
+                Some(u) => format!("{} partitions, covered until {u}", summary.partitions),
+                None => format!("{} partitions", summary.partitions),
+            };
+            conds.push(cond(READY, true, "Reconciled", msg));
+            conds.push(cond(RECONCILING, false, "Reconciled", "up to date"));
+            conds.push(cond(STALLED, false, "Reconciled", "up to date"));
+        }
+    }
+    if report.plan.is_some() {
+        let rows = summary.default_rows;
+        conds.push(if rows > 0 {
+            cond(
+                DEFAULT_EMPTY,
+                false,
+                "RowsInDefault",
+                format!("{rows} rows in the default partition"),
+            )
+        } else {
+            cond(
+                DEFAULT_EMPTY,
+                true,
+                "Empty",
+                "no rows in the default partition (or no default partition)",
+            )
+        });
+    }
+    let touched_db = report.plan.is_some();
+    PartitionPolicyStatus {
+        observed_generation: generation,
+        conditions: conditions(&previous.conditions, conds, generation),
+        partitions: if touched_db {
+            Some(summary.partitions as i64)
+        } else {
+            previous.partitions
+        },
+        oldest: if touched_db {
+            summary.oldest
+        } else {
+            previous.oldest
+        },
+        newest: if touched_db {
+            summary.newest
+        } else {
+            previous.newest
+        },
+        covered_until: if touched_db {
+            summary.covered_until
+        } else {
+            previous.covered_until
+        },
+        default_partition_rows: if touched_db {
+            Some(summary.default_rows)
+        } else {
+            previous.default_partition_rows
+        },
+        last_maintenance_time: if report.outcomes.iter().any(|o| o.result.is_ok()) {
+            Some(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        } else {
+            previous.last_maintenance_time
+        },
+        pending_actions: report.pending.clone(),
+    }
+}
