@@ -263,7 +263,12 @@ async fn unknown_field_names_its_location(server: &Server) {
 }
 
 async fn file_not_yaml(server: &Server) {
-    expect_bad_input(server, "this: [is not\n  yaml: {at all\n\t- : :\n", &[".yaml"]).await;
+    expect_bad_input(
+        server,
+        "this: [is not\n  yaml: {at all\n\t- : :\n",
+        &[".yaml"],
+    )
+    .await;
 }
 
 async fn file_yaml_but_not_a_policy(server: &Server) {

@@ -79,7 +79,10 @@ fn race_policy() -> String {
             )
         })
         .collect();
-    docs.push(policy_doc("race-hash", "table: public.race_hash\nhash: {modulus: 16}"));
+    docs.push(policy_doc(
+        "race-hash",
+        "table: public.race_hash\nhash: {modulus: 16}",
+    ));
     docs.push(policy_doc(
         "race-list",
         "table: public.race_list
@@ -99,7 +102,9 @@ async fn two_applies_at_once_equal_one_apply(server: &Server) {
     // The reference: one apply.
     let reference = TestDb::create(server).await;
     race_schema(&reference).await;
-    cli::apply(&reference.url, &policy, now).await.ok("reference apply");
+    cli::apply(&reference.url, &policy, now)
+        .await
+        .ok("reference apply");
     let expected = cli::snapshot(&reference.client, false).await;
     reference.drop_db().await;
 
@@ -107,15 +112,30 @@ async fn two_applies_at_once_equal_one_apply(server: &Server) {
         let db = TestDb::create(server).await;
         race_schema(&db).await;
         let file = cli::PolicyFile::new(&policy);
-        let args = ["apply", "--policy", file.path_str(), "--database-url", &db.url, "--now", now];
+        let args = [
+            "apply",
+            "--policy",
+            file.path_str(),
+            "--database-url",
+            &db.url,
+            "--now",
+            now,
+        ];
         let a = cli::spawn(&args);
         let b = cli::spawn(&args);
         let (a, b): (Run, Run) = tokio::join!(cli::wait(a), cli::wait(b));
         for (who, run) in [("first", &a), ("second", &b)] {
-            run.ok(&format!("round {round}: {who} of two concurrent applies on PostgreSQL {}", server.major));
+            run.ok(&format!(
+                "round {round}: {who} of two concurrent applies on PostgreSQL {}",
+                server.major
+            ));
         }
         let got = cli::snapshot(&db.client, false).await;
-        cli::assert_same_snapshot(&expected, &got, &format!("round {round}: two concurrent applies vs one apply"));
+        cli::assert_same_snapshot(
+            &expected,
+            &got,
+            &format!("round {round}: two concurrent applies vs one apply"),
+        );
         for i in 0..RACE_TABLES {
             let bounds = cli::range_bounds(&db.client, &format!("public.race_{i}")).await;
             // 2026-10-01 .. 2026-11-29 (today + 7): 60 days, one partition each, no overlap.
@@ -125,7 +145,11 @@ async fn two_applies_at_once_equal_one_apply(server: &Server) {
             }
         }
         let doc = cli::plan_json(&db.url, &policy, now).await;
-        assert_eq!(action_count(&doc), 0, "round {round}: plan after the race: {doc:#}");
+        assert_eq!(
+            action_count(&doc),
+            0,
+            "round {round}: plan after the race: {doc:#}"
+        );
         db.drop_db().await;
     }
 }
@@ -168,7 +192,10 @@ async fn insert_loop(
             started.notify_one();
         }
     }
-    Inserted { attempts: i, failures }
+    Inserted {
+        attempts: i,
+        failures,
+    }
 }
 
 fn stream_policy(premake: u32, on_rows: &str, lock_timeout: &str) -> String {
@@ -195,7 +222,9 @@ async fn stream_schema(db: &TestDb, now: &str) {
     )
     .await;
     // November and December 2026 plus the default partition exist before the test starts.
-    cli::apply(&db.url, &stream_policy(1, "Report", "5s"), now).await.ok("initial apply");
+    cli::apply(&db.url, &stream_policy(1, "Report", "5s"), now)
+        .await
+        .ok("initial apply");
     assert_eq!(
         cli::partition_names(&db.client, "public.stream").await,
         ["stream_p20261101", "stream_p20261201", "stream_default"]
@@ -218,33 +247,69 @@ async fn inserts_keep_flowing_while_apply_creates_partitions(server: &Server) {
     let started = Arc::new(tokio::sync::Notify::new());
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(AtomicU64::new(0));
-    let inserter = tokio::spawn(insert_loop(db.connect().await, key, 2000, 100, started.clone(), stop.clone(), seen.clone()));
+    let inserter = tokio::spawn(insert_loop(
+        db.connect().await,
+        key,
+        2000,
+        100,
+        started.clone(),
+        stop.clone(),
+        seen.clone(),
+    ));
     started.notified().await;
 
     // premake 13: January .. December 2027, twelve new partitions, next to the default.
     let policy = stream_policy(13, "Report", "5s");
     let file = cli::PolicyFile::new(&policy);
     let before_apply = seen.load(Ordering::SeqCst);
-    let run = cli::wait(cli::spawn(&["apply", "--policy", file.path_str(), "--database-url", &db.url, "--now", now])).await;
+    let run = cli::wait(cli::spawn(&[
+        "apply",
+        "--policy",
+        file.path_str(),
+        "--database-url",
+        &db.url,
+        "--now",
+        now,
+    ]))
+    .await;
     let during_apply = seen.load(Ordering::SeqCst) - before_apply;
     stop.store(true, Ordering::SeqCst);
     let inserted = inserter.await.expect("insert task");
 
     run.ok("apply while inserting");
-    assert!(inserted.failures.is_empty(), "{} inserts failed, e.g. {:#?}", inserted.failures.len(), &inserted.failures[..inserted.failures.len().min(5)]);
-    assert!(during_apply > 0, "no insert ran while apply ran: the test did not overlap");
+    assert!(
+        inserted.failures.is_empty(),
+        "{} inserts failed, e.g. {:#?}",
+        inserted.failures.len(),
+        &inserted.failures[..inserted.failures.len().min(5)]
+    );
+    assert!(
+        during_apply > 0,
+        "no insert ran while apply ran: the test did not overlap"
+    );
     eprintln!(
         "PostgreSQL {}: {} inserts, {during_apply} while apply ran",
         server.major, inserted.attempts
     );
     let c = &db.client;
-    assert_eq!(cli::count(c, "public.stream").await, inserted.attempts as i64, "rows lost");
     assert_eq!(
-        c.query_one("SELECT count(DISTINCT payload) FROM public.stream", &[]).await.unwrap().get::<_, i64>(0),
+        cli::count(c, "public.stream").await,
+        inserted.attempts as i64,
+        "rows lost"
+    );
+    assert_eq!(
+        c.query_one("SELECT count(DISTINCT payload) FROM public.stream", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
         inserted.attempts as i64
     );
     let old_rows = inserted.attempts / 3; // i % 3 == 2 for i in 0..attempts
-    assert_eq!(cli::count(c, "public.stream_default").await, old_rows as i64, "2020 rows in the default");
+    assert_eq!(
+        cli::count(c, "public.stream_default").await,
+        old_rows as i64,
+        "2020 rows in the default"
+    );
     let names = cli::partition_names(c, "public.stream").await;
     for m in 1..=12 {
         let n = format!("stream_p2027{m:02}01");
@@ -252,9 +317,16 @@ async fn inserts_keep_flowing_while_apply_creates_partitions(server: &Server) {
     }
     assert_eq!(names.len(), 15, "{names:?}");
     // New rows for the new months land in their partitions, not the default.
-    sql(c, "INSERT INTO public.stream (at, payload) VALUES ('2027-06-15 00:00:00+00', 'june')").await;
+    sql(
+        c,
+        "INSERT INTO public.stream (at, payload) VALUES ('2027-06-15 00:00:00+00', 'june')",
+    )
+    .await;
     let home: String = c
-        .query_one("SELECT tableoid::regclass::text FROM public.stream WHERE payload = 'june'", &[])
+        .query_one(
+            "SELECT tableoid::regclass::text FROM public.stream WHERE payload = 'june'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -272,18 +344,32 @@ async fn blocked_attach_leaves_default_taking_rows(server: &Server) {
     stream_schema(&db, now).await;
     let c = &db.client;
     // Before the apply, a row for February 2027 (no partition) goes to the default.
-    sql(c, "INSERT INTO public.stream (at, payload) VALUES ('2027-03-03 00:00:00+00', 'before')").await;
+    sql(
+        c,
+        "INSERT INTO public.stream (at, payload) VALUES ('2027-03-03 00:00:00+00', 'before')",
+    )
+    .await;
     sql(c, "DELETE FROM public.stream WHERE payload = 'before'").await;
 
     // Hold SHARE UPDATE EXCLUSIVE on the parent only: inserts go on, ATTACH has to wait.
     let mut blocker = db.connect().await;
     let tx = blocker.transaction().await.unwrap();
-    tx.batch_execute("LOCK TABLE ONLY public.stream IN SHARE UPDATE EXCLUSIVE MODE").await.unwrap();
+    tx.batch_execute("LOCK TABLE ONLY public.stream IN SHARE UPDATE EXCLUSIVE MODE")
+        .await
+        .unwrap();
 
     // premake 4: January .. March 2027 are new; lockTimeout short so the apply gives up soon.
     let policy = stream_policy(4, "Report", "100ms");
     let file = cli::PolicyFile::new(&policy);
-    let mut child = cli::spawn(&["apply", "--policy", file.path_str(), "--database-url", &db.url, "--now", now]);
+    let mut child = cli::spawn(&[
+        "apply",
+        "--policy",
+        file.path_str(),
+        "--database-url",
+        &db.url,
+        "--now",
+        now,
+    ]);
     // While it runs: as soon as the default partition carries a pgpart guard, insert a row
     // for a month the apply has not created yet.
     let mut during: Option<Result<(), String>> = None;
@@ -308,12 +394,19 @@ async fn blocked_attach_leaves_default_taking_rows(server: &Server) {
         }
     }
     let run = cli::wait(child).await;
-    eprintln!("PostgreSQL {}: apply with ATTACH blocked exited {}:\n{}", server.major, run.code, run.both());
+    eprintln!(
+        "PostgreSQL {}: apply with ATTACH blocked exited {}:\n{}",
+        server.major,
+        run.code,
+        run.both()
+    );
     assert!(!run.panicked(), "{}", run.both());
 
     // After the apply gave up, with the lock still held: a row for a month without a partition.
     let after = c
-        .batch_execute("INSERT INTO public.stream (at, payload) VALUES ('2027-03-03 00:00:00+00', 'after')")
+        .batch_execute(
+            "INSERT INTO public.stream (at, payload) VALUES ('2027-03-03 00:00:00+00', 'after')",
+        )
         .await
         .map_err(|e| format!("{e:?}"));
     tx.rollback().await.unwrap();
@@ -336,9 +429,15 @@ async fn blocked_attach_leaves_default_taking_rows(server: &Server) {
     // Once the lock is gone, Repair brings everything home, losing nothing.
     let total = cli::count(c, "public.stream").await;
     let repair = stream_policy(4, "Repair", "5s");
-    cli::apply(&db.url, &repair, now).await.ok("repair after the blocked apply");
+    cli::apply(&db.url, &repair, now)
+        .await
+        .ok("repair after the blocked apply");
     assert_eq!(cli::count(c, "public.stream").await, total, "rows lost");
-    assert_eq!(cli::count(c, "public.stream_default").await, 0, "default should be empty after repair");
+    assert_eq!(
+        cli::count(c, "public.stream_default").await,
+        0,
+        "default should be empty after repair"
+    );
     let names = cli::partition_names(c, "public.stream").await;
     for n in ["stream_p20270101", "stream_p20270201", "stream_p20270301"] {
         assert!(names.contains(&n.to_string()), "{n} missing: {names:?}");

@@ -79,13 +79,18 @@ async fn one_text(client: &Client, query: &str) -> Option<String> {
 
 /// `md5` of every row of `rel` as text, in id order: equal means byte-identical rows.
 async fn rows_digest(client: &Client, rel: &str) -> String {
-    one_text(client, &format!("SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM {rel} t"))
-        .await
-        .unwrap_or_default()
+    one_text(
+        client,
+        &format!("SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM {rel} t"),
+    )
+    .await
+    .unwrap_or_default()
 }
 
 fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
-    v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    v.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
 }
 
 /// `n + 1` month starts from (y, m) as UTC timestamptz bound text, e.g. `2026-11-01 00:00:00+00`.
@@ -95,7 +100,10 @@ fn month_bounds_utc(y: i32, m: u32, n: u32) -> Vec<(String, String)> {
         .map(|i| {
             let a = start.checked_add_months(Months::new(i)).unwrap();
             let b = start.checked_add_months(Months::new(i + 1)).unwrap();
-            (a.format("%Y-%m-%d 00:00:00+00").to_string(), b.format("%Y-%m-%d 00:00:00+00").to_string())
+            (
+                a.format("%Y-%m-%d 00:00:00+00").to_string(),
+                b.format("%Y-%m-%d 00:00:00+00").to_string(),
+            )
         })
         .collect()
 }
@@ -109,7 +117,11 @@ fn ts(s: &str) -> NaiveDateTime {
 #[track_caller]
 fn assert_contiguous(bounds: &[(String, String)], what: &str) {
     for w in bounds.windows(2) {
-        assert_eq!(w[0].1, w[1].0, "{what}: gap or overlap between {:?} and {:?} in {bounds:#?}", w[0], w[1]);
+        assert_eq!(
+            w[0].1, w[1].0,
+            "{what}: gap or overlap between {:?} and {:?} in {bounds:#?}",
+            w[0], w[1]
+        );
     }
 }
 
@@ -117,7 +129,11 @@ fn assert_contiguous(bounds: &[(String, String)], what: &str) {
 #[track_caller]
 fn applied(run: &Run, what: &str) {
     run.ok(what);
-    assert!(!run.action_lines().is_empty(), "{what}: apply printed no action:\n{}", run.both());
+    assert!(
+        !run.action_lines().is_empty(),
+        "{what}: apply printed no action:\n{}",
+        run.both()
+    );
 }
 
 /// A second apply with the same input: exit 0, no action printed, catalog identical
@@ -134,7 +150,11 @@ async fn assert_idempotent(db: &TestDb, policy: &str, now: &str) {
     let after = cli::snapshot(&db.client, true).await;
     cli::assert_same_snapshot(&before, &after, "second apply");
     let doc = cli::plan_json(&db.url, policy, now).await;
-    assert_eq!(action_count(&doc), 0, "plan after apply should have no actions: {doc:#}");
+    assert_eq!(
+        action_count(&doc),
+        0,
+        "plan after apply should have no actions: {doc:#}"
+    );
 }
 
 /// Which partition a row with key `key` (SQL literal) of `parent` lands in.
@@ -184,10 +204,12 @@ async fn monthly_premake_six_with_brin(server: &Server) {
          lockTimeout: 5s",
     );
     let now = "2026-11-22T10:00:00Z";
-    let names: Vec<String> = ["20261101", "20261201", "20270101", "20270201", "20270301", "20270401", "20270501"]
-        .iter()
-        .map(|d| format!("license_heartbeats_p{d}"))
-        .collect();
+    let names: Vec<String> = [
+        "20261101", "20261201", "20270101", "20270201", "20270301", "20270401", "20270501",
+    ]
+    .iter()
+    .map(|d| format!("license_heartbeats_p{d}"))
+    .collect();
 
     // plan first: the creations with their SQL, and nothing changed.
     let before = cli::snapshot(c, true).await;
@@ -195,13 +217,21 @@ async fn monthly_premake_six_with_brin(server: &Server) {
     cli::assert_same_snapshot(&before, &cli::snapshot(c, true).await, "plan");
     let p = plan_for(&doc, "public.license_heartbeats");
     let actions = p["actions"].as_array().unwrap();
-    let planned: Vec<&str> = actions.iter().map(|a| a["partition"].as_str().unwrap()).collect();
-    assert_eq!(planned, names.iter().map(String::as_str).collect::<Vec<_>>(), "{doc:#}");
+    let planned: Vec<&str> = actions
+        .iter()
+        .map(|a| a["partition"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        planned,
+        names.iter().map(String::as_str).collect::<Vec<_>>(),
+        "{doc:#}"
+    );
     for a in actions {
         assert_eq!(a["kind"], "create", "{a:#}");
         let sql = a["sql"].as_array().unwrap();
         assert!(
-            sql.iter().any(|s| s.as_str().unwrap().contains("ATTACH PARTITION")),
+            sql.iter()
+                .any(|s| s.as_str().unwrap().contains("ATTACH PARTITION")),
             "create should attach: {a:#}"
         );
     }
@@ -209,19 +239,33 @@ async fn monthly_premake_six_with_brin(server: &Server) {
     let run = cli::apply(&db.url, &policy, now).await;
     applied(&run, "first apply");
     for n in &names {
-        assert!(run.stdout.contains(n.as_str()), "apply should print {n}:\n{}", run.both());
+        assert!(
+            run.stdout.contains(n.as_str()),
+            "apply should print {n}:\n{}",
+            run.both()
+        );
     }
 
     let parts = cli::partitions(c, "public.license_heartbeats").await;
-    assert_eq!(parts.iter().map(|p| p.name.clone()).collect::<Vec<_>>(), names);
-    let bounds: Vec<(String, String)> = parts.iter().map(|p| (p.from.clone().unwrap(), p.to.clone().unwrap())).collect();
+    assert_eq!(
+        parts.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
+        names
+    );
+    let bounds: Vec<(String, String)> = parts
+        .iter()
+        .map(|p| (p.from.clone().unwrap(), p.to.clone().unwrap()))
+        .collect();
     assert_eq!(bounds, month_bounds_utc(2026, 11, 7));
     for p in &parts {
         assert!(p.managed, "{} should carry the pgpart comment", p.name);
         assert_eq!(p.schema, "public");
         let child = format!("public.{}", p.name);
         let brin = cli::indexes_using(c, &child, "brin").await;
-        assert_eq!(brin.len(), 1, "{child} should have the parent's BRIN index: {brin:?}");
+        assert_eq!(
+            brin.len(),
+            1,
+            "{child} should have the parent's BRIN index: {brin:?}"
+        );
         let attached = one_i64(
             c,
             &format!(
@@ -231,9 +275,15 @@ async fn monthly_premake_six_with_brin(server: &Server) {
             ),
         )
         .await;
-        assert_eq!(attached, 1, "{child}'s BRIN index should be a partition of the parent's");
+        assert_eq!(
+            attached, 1,
+            "{child}'s BRIN index should be a partition of the parent's"
+        );
     }
-    assert_eq!(leftover_bound_checks(c, "public.license_heartbeats").await, 0);
+    assert_eq!(
+        leftover_bound_checks(c, "public.license_heartbeats").await,
+        0
+    );
 
     // Coverage is real: this month through the sixth ahead take rows, the month after doesn't.
     sql(
@@ -245,7 +295,10 @@ async fn monthly_premake_six_with_brin(server: &Server) {
     let err = c
         .batch_execute("INSERT INTO public.license_heartbeats (license_id, seen_at) VALUES (3, '2027-06-01 00:00:00+00')")
         .await;
-    assert!(err.is_err(), "2027-06 is beyond premake 6 and should have no partition");
+    assert!(
+        err.is_err(),
+        "2027-06 is beyond premake 6 and should have no partition"
+    );
 
     assert_idempotent(&db, &policy, now).await;
     let doc = cli::plan_json(&db.url, &policy, now).await;
@@ -283,7 +336,11 @@ fn backlog_policy(on_rows: &str) -> String {
 }
 
 /// Rows per backlog day D+1..D+3 (2026-11-20, 21, 22), boundary rows included.
-const BACKLOG: [(&str, i64); 3] = [("2026-11-20", 10_000), ("2026-11-21", 25_000), ("2026-11-22", 10_001)];
+const BACKLOG: [(&str, i64); 3] = [
+    ("2026-11-20", 10_000),
+    ("2026-11-21", 25_000),
+    ("2026-11-22", 10_001),
+];
 const BACKLOG_ROWS: i64 = 45_001;
 
 /// Partitions up to D = 2026-11-19 and a default partition (made by pgpart at D-3), 1,000
@@ -296,7 +353,13 @@ async fn backlog_setup(db: &TestDb) -> (String, i64) {
     applied(&run, "initial apply at D-3");
     assert_eq!(
         cli::partition_names(c, "public.events").await,
-        ["events_p20261116", "events_p20261117", "events_p20261118", "events_p20261119", "events_default"],
+        [
+            "events_p20261116",
+            "events_p20261117",
+            "events_p20261118",
+            "events_p20261119",
+            "events_default"
+        ],
     );
     sql(
         c,
@@ -338,37 +401,87 @@ async fn backlog_setup(db: &TestDb) -> (String, i64) {
         assert_eq!(in_day, n, "backlog fixture: rows on {day}");
     }
     assert_eq!(cli::count(c, "public.events_default").await, BACKLOG_ROWS);
-    (rows_digest(c, "public.events").await, cli::count(c, "public.events").await)
+    (
+        rows_digest(c, "public.events").await,
+        cli::count(c, "public.events").await,
+    )
 }
 
 /// After a successful repair: every row kept byte-identical, the default empty, each day
 /// in its own new partition with the indexes, no helper CHECK left.
 async fn assert_backlog_repaired(db: &TestDb, digest: &str, total: i64) {
     let c = &db.client;
-    assert_eq!(cli::count(c, "public.events").await, total, "row count changed");
-    assert_eq!(rows_digest(c, "public.events").await, digest, "rows changed (md5 of all rows in id order)");
-    assert_eq!(cli::count(c, "public.events_default").await, 0, "the default partition should be empty");
+    assert_eq!(
+        cli::count(c, "public.events").await,
+        total,
+        "row count changed"
+    );
+    assert_eq!(
+        rows_digest(c, "public.events").await,
+        digest,
+        "rows changed (md5 of all rows in id order)"
+    );
+    assert_eq!(
+        cli::count(c, "public.events_default").await,
+        0,
+        "the default partition should be empty"
+    );
     let parts = cli::partitions(c, "public.events").await;
     for (day, n) in BACKLOG {
         let name = format!("events_p{}", day.replace('-', ""));
-        let p = parts.iter().find(|p| p.name == name).unwrap_or_else(|| panic!("{name} missing: {parts:#?}"));
+        let p = parts
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("{name} missing: {parts:#?}"));
         assert!(p.managed, "{name} should be marked as pgpart's");
-        let next = (NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap() + Duration::days(1)).format("%Y-%m-%d");
+        let next = (NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap() + Duration::days(1))
+            .format("%Y-%m-%d");
         assert_eq!(
             (p.from.as_deref(), p.to.as_deref()),
-            (Some(format!("{day} 00:00:00+00").as_str()), Some(format!("{next} 00:00:00+00").as_str())),
+            (
+                Some(format!("{day} 00:00:00+00").as_str()),
+                Some(format!("{next} 00:00:00+00").as_str())
+            ),
         );
-        assert_eq!(cli::count(c, &format!("public.{name}")).await, n, "rows of {day} in {name}");
-        assert_eq!(cli::indexes_using(c, &format!("public.{name}"), "brin").await.len(), 1, "{name} BRIN");
-        assert_eq!(cli::indexes_using(c, &format!("public.{name}"), "btree").await.len(), 1, "{name} primary key");
+        assert_eq!(
+            cli::count(c, &format!("public.{name}")).await,
+            n,
+            "rows of {day} in {name}"
+        );
+        assert_eq!(
+            cli::indexes_using(c, &format!("public.{name}"), "brin")
+                .await
+                .len(),
+            1,
+            "{name} BRIN"
+        );
+        assert_eq!(
+            cli::indexes_using(c, &format!("public.{name}"), "btree")
+                .await
+                .len(),
+            1,
+            "{name} primary key"
+        );
     }
     let bounds = cli::range_bounds(c, "public.events").await;
     assert_contiguous(&bounds, "daily partitions after repair");
     assert_eq!(bounds.first().unwrap().0, "2026-11-16 00:00:00+00");
-    assert_eq!(bounds.last().unwrap().1, "2026-11-26 00:00:00+00", "through D+3 plus premake 3");
-    assert_eq!(leftover_bound_checks(c, "public.events").await, 0, "pgpart_bound CHECKs left behind");
     assert_eq!(
-        one_i64(c, "SELECT count(*) FROM public.events WHERE payload_len <> coalesce(length(payload), -1)").await,
+        bounds.last().unwrap().1,
+        "2026-11-26 00:00:00+00",
+        "through D+3 plus premake 3"
+    );
+    assert_eq!(
+        leftover_bound_checks(c, "public.events").await,
+        0,
+        "pgpart_bound CHECKs left behind"
+    );
+    assert_eq!(
+        one_i64(
+            c,
+            "SELECT count(*) FROM public.events WHERE payload_len <> coalesce(length(payload), -1)"
+        )
+        .await,
         0,
         "generated column out of step"
     );
@@ -391,14 +504,20 @@ async fn daily_backlog_in_default_report_then_repair(server: &Server) {
     let report = backlog_policy("Report");
     let doc = cli::plan_json(&db.url, &report, now).await;
     let p = plan_for(&doc, "public.events");
-    assert_eq!(p["summary"]["defaultPartitionRows"], BACKLOG_ROWS, "{doc:#}");
+    assert_eq!(
+        p["summary"]["defaultPartitionRows"], BACKLOG_ROWS,
+        "{doc:#}"
+    );
     let findings = p["findings"].as_array().unwrap();
     let rows_finding = findings
         .iter()
         .find(|f| f["reason"] == "RowsInDefault")
         .unwrap_or_else(|| panic!("no RowsInDefault finding: {doc:#}"));
     assert!(
-        rows_finding["message"].as_str().unwrap().contains(&BACKLOG_ROWS.to_string()),
+        rows_finding["message"]
+            .as_str()
+            .unwrap()
+            .contains(&BACKLOG_ROWS.to_string()),
         "RowsInDefault should give the count: {rows_finding:#}"
     );
     for a in p["actions"].as_array().unwrap() {
@@ -412,30 +531,66 @@ async fn daily_backlog_in_default_report_then_repair(server: &Server) {
     let run = cli::apply(&db.url, &report, now).await;
     assert!(!run.panicked(), "{}", run.both());
     // What happens: the blocked slots are findings, the free slots ahead are created.
-    eprintln!("PostgreSQL {}: apply with onRows: Report exited {}:\n{}", server.major, run.code, run.both());
-    assert!(run.code == 0 || run.code == 1, "exit code {}:\n{}", run.code, run.both());
-    assert!(run.stdout.contains("RowsInDefault"), "apply should print the finding:\n{}", run.both());
-    assert_eq!(cli::count(c, "public.events").await, total, "Report lost rows");
-    assert_eq!(rows_digest(c, "public.events").await, digest, "Report changed rows");
-    assert_eq!(cli::count(c, "public.events_default").await, BACKLOG_ROWS, "Report must leave the default alone");
+    eprintln!(
+        "PostgreSQL {}: apply with onRows: Report exited {}:\n{}",
+        server.major,
+        run.code,
+        run.both()
+    );
+    assert!(
+        run.code == 0 || run.code == 1,
+        "exit code {}:\n{}",
+        run.code,
+        run.both()
+    );
+    assert!(
+        run.stdout.contains("RowsInDefault"),
+        "apply should print the finding:\n{}",
+        run.both()
+    );
+    assert_eq!(
+        cli::count(c, "public.events").await,
+        total,
+        "Report lost rows"
+    );
+    assert_eq!(
+        rows_digest(c, "public.events").await,
+        digest,
+        "Report changed rows"
+    );
+    assert_eq!(
+        cli::count(c, "public.events_default").await,
+        BACKLOG_ROWS,
+        "Report must leave the default alone"
+    );
     let names = cli::partition_names(c, "public.events").await;
     for day in ["20261123", "20261124", "20261125"] {
-        assert!(names.contains(&format!("events_p{day}")), "free slot {day} should be created: {names:?}");
+        assert!(
+            names.contains(&format!("events_p{day}")),
+            "free slot {day} should be created: {names:?}"
+        );
     }
     for day in ["20261120", "20261121", "20261122"] {
-        assert!(!names.contains(&format!("events_p{day}")), "blocked slot {day} exists: {names:?}");
+        assert!(
+            !names.contains(&format!("events_p{day}")),
+            "blocked slot {day} exists: {names:?}"
+        );
     }
 
     // Then Repair at D+3.
     let repair = backlog_policy("Repair");
     let run = cli::apply(&db.url, &repair, now).await;
     applied(&run, "apply with onRows: Repair");
-    assert_backlog_repaired(&db, &digest, total + 0).await;
+    assert_backlog_repaired(&db, &digest, total).await;
     let doc = cli::plan_json(&db.url, &repair, now).await;
     let p = plan_for(&doc, "public.events");
     assert_eq!(p["summary"]["defaultPartitionRows"], 0, "{doc:#}");
     assert!(
-        !p["findings"].as_array().unwrap().iter().any(|f| f["reason"] == "RowsInDefault"),
+        !p["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["reason"] == "RowsInDefault"),
         "{doc:#}"
     );
     assert_idempotent(&db, &repair, now).await;
@@ -452,7 +607,12 @@ async fn daily_backlog_in_default_repair(server: &Server) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|a| (a["kind"].as_str().unwrap().to_string(), a["partition"].as_str().unwrap().to_string()))
+        .map(|a| {
+            (
+                a["kind"].as_str().unwrap().to_string(),
+                a["partition"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     for day in ["20261120", "20261121", "20261122"] {
         assert!(
@@ -462,7 +622,11 @@ async fn daily_backlog_in_default_repair(server: &Server) {
     }
     let run = cli::apply(&db.url, &repair, now).await;
     applied(&run, "apply with onRows: Repair");
-    assert!(run.stdout.contains("rows moved"), "apply should say how many rows moved:\n{}", run.both());
+    assert!(
+        run.stdout.contains("rows moved"),
+        "apply should say how many rows moved:\n{}",
+        run.both()
+    );
     assert_backlog_repaired(&db, &digest, total).await;
     assert_idempotent(&db, &repair, now).await;
     db.drop_db().await;
@@ -471,24 +635,33 @@ async fn daily_backlog_in_default_repair(server: &Server) {
 // ---------------------------------------------------------------------------------------
 // 3. yearly: premake, retention Drop, maxPerPass, partitions not made by pgpart
 
-const LEDGER: &str = "CREATE TABLE public.ledger (id bigint NOT NULL, booked_on date NOT NULL, amount numeric)
+const LEDGER: &str =
+    "CREATE TABLE public.ledger (id bigint NOT NULL, booked_on date NOT NULL, amount numeric)
      PARTITION BY RANGE (booked_on);";
 
 fn year_bounds(from: i32, to_incl: i32) -> Vec<(String, String)> {
-    (from..=to_incl).map(|y| (format!("{y}-01-01"), format!("{}-01-01", y + 1))).collect()
+    (from..=to_incl)
+        .map(|y| (format!("{y}-01-01"), format!("{}-01-01", y + 1)))
+        .collect()
 }
 
 async fn yearly_premake_two(server: &Server) {
     let db = TestDb::create(server).await;
     sql(&db.client, LEDGER).await;
-    let policy = policy_doc("ledger", "table: public.ledger\nrange: {interval: 1 year, premake: 2}");
+    let policy = policy_doc(
+        "ledger",
+        "table: public.ledger\nrange: {interval: 1 year, premake: 2}",
+    );
     let now = "2026-11-22T10:00:00Z";
     applied(&cli::apply(&db.url, &policy, now).await, "apply");
     assert_eq!(
         cli::partition_names(&db.client, "public.ledger").await,
         ["ledger_p20260101", "ledger_p20270101", "ledger_p20280101"]
     );
-    assert_eq!(cli::range_bounds(&db.client, "public.ledger").await, year_bounds(2026, 2028));
+    assert_eq!(
+        cli::range_bounds(&db.client, "public.ledger").await,
+        year_bounds(2026, 2028)
+    );
     assert_idempotent(&db, &policy, now).await;
     db.drop_db().await;
 }
@@ -502,8 +675,14 @@ async fn yearly_retention_drop_progressive_and_foreign(server: &Server) {
         "ledger",
         "table: public.ledger\nrange: {interval: 1 year, premake: 2, startFrom: \"2018-01-01\"}",
     );
-    applied(&cli::apply(&db.url, &grow, now).await, "apply without retention");
-    assert_eq!(cli::range_bounds(c, "public.ledger").await, year_bounds(2018, 2028));
+    applied(
+        &cli::apply(&db.url, &grow, now).await,
+        "apply without retention",
+    );
+    assert_eq!(
+        cli::range_bounds(c, "public.ledger").await,
+        year_bounds(2018, 2028)
+    );
     sql(
         c,
         "INSERT INTO public.ledger SELECT y, make_date(y, 6, 1), y FROM generate_series(2018, 2028) y;
@@ -535,13 +714,24 @@ async fn yearly_retention_drop_progressive_and_foreign(server: &Server) {
             .as_array()
             .unwrap()
             .iter()
-            .map(|a| (a["kind"].as_str().unwrap().into(), a["partition"].as_str().unwrap().into()))
+            .map(|a| {
+                (
+                    a["kind"].as_str().unwrap().into(),
+                    a["partition"].as_str().unwrap().into(),
+                )
+            })
             .collect();
-        let expected: Vec<(String, String)> =
-            years.iter().map(|y| ("drop".to_string(), format!("ledger_p{y}0101"))).collect();
+        let expected: Vec<(String, String)> = years
+            .iter()
+            .map(|y| ("drop".to_string(), format!("ledger_p{y}0101")))
+            .collect();
         assert_eq!(planned, expected, "pass {}: {doc:#}", i + 1);
         assert!(
-            p["findings"].as_array().unwrap().iter().any(|f| f["reason"] == "ForeignPartitions"),
+            p["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["reason"] == "ForeignPartitions"),
             "pass {}: the 2015 partition pgpart did not make should be reported: {doc:#}",
             i + 1
         );
@@ -550,21 +740,40 @@ async fn yearly_retention_drop_progressive_and_foreign(server: &Server) {
         gone.extend(years.iter());
         for y in 2018..=2028 {
             let t = format!("public.ledger_p{y}0101");
-            assert_eq!(cli::exists(c, &t).await, !gone.contains(&y), "after pass {}: {t}", i + 1);
+            assert_eq!(
+                cli::exists(c, &t).await,
+                !gone.contains(&y),
+                "after pass {}: {t}",
+                i + 1
+            );
         }
-        assert!(cli::exists(c, "public.ledger_manual_2015").await, "pass {}: foreign partition dropped", i + 1);
+        assert!(
+            cli::exists(c, "public.ledger_manual_2015").await,
+            "pass {}: foreign partition dropped",
+            i + 1
+        );
     }
     let mut expected = vec![("2015-01-01".to_string(), "2016-01-01".to_string())];
     expected.extend(year_bounds(2023, 2028));
     assert_eq!(cli::range_bounds(c, "public.ledger").await, expected);
-    assert_eq!(cli::count(c, "public.ledger").await, 1 + 6, "the 2015 row and 2023..2028 rows remain");
+    assert_eq!(
+        cli::count(c, "public.ledger").await,
+        1 + 6,
+        "the 2015 row and 2023..2028 rows remain"
+    );
 
     // adoptExisting: the hand-made 2015 partition matches the grid and is retired too.
     let adopt = retire(true);
     let run = cli::apply(&db.url, &adopt, now).await;
     applied(&run, "retention with adoptExisting");
-    assert!(!cli::exists(c, "public.ledger_manual_2015").await, "adopted old partition should be dropped");
-    assert_eq!(cli::range_bounds(c, "public.ledger").await, year_bounds(2023, 2028));
+    assert!(
+        !cli::exists(c, "public.ledger_manual_2015").await,
+        "adopted old partition should be dropped"
+    );
+    assert_eq!(
+        cli::range_bounds(c, "public.ledger").await,
+        year_bounds(2023, 2028)
+    );
     assert_idempotent(&db, &adopt, now).await;
     db.drop_db().await;
 }
@@ -605,9 +814,16 @@ async fn six_monthly_tables_retention_detach(server: &Server) {
         )
     };
     let grow = docs("");
-    applied(&cli::apply(&db.url, &grow, "2024-06-15T00:00:00Z").await, "apply at 2024-06-15");
+    applied(
+        &cli::apply(&db.url, &grow, "2024-06-15T00:00:00Z").await,
+        "apply at 2024-06-15",
+    );
     for t in &tables {
-        assert_eq!(cli::range_bounds(c, &format!("public.{t}")).await, month_bounds_utc(2024, 1, 8), "{t}");
+        assert_eq!(
+            cli::range_bounds(c, &format!("public.{t}")).await,
+            month_bounds_utc(2024, 1, 8),
+            "{t}"
+        );
         sql(
             c,
             &format!(
@@ -622,31 +838,61 @@ async fn six_monthly_tables_retention_detach(server: &Server) {
     // At 2026-08-15, keep 24 months → cutoff 2024-08-15: Jan..Jul 2024 end before it.
     let retire = docs("retention: {keep: 24 months, action: Detach, maxPerPass: 50}");
     let now = "2026-08-15T00:00:00Z";
-    applied(&cli::apply(&db.url, &retire, now).await, "apply with retention");
+    applied(
+        &cli::apply(&db.url, &retire, now).await,
+        "apply with retention",
+    );
     for t in &tables {
         let parent = format!("public.{t}");
         let bounds = cli::range_bounds(c, &parent).await;
-        assert_eq!(bounds, month_bounds_utc(2024, 8, 27), "{t}: 2024-08 .. 2026-10 (premake 2)");
+        assert_eq!(
+            bounds,
+            month_bounds_utc(2024, 8, 27),
+            "{t}: 2024-08 .. 2026-10 (premake 2)"
+        );
         for m in 1..=7 {
             let name = format!("{t}_p2024{m:02}01");
             let q = format!("public.{name}");
-            assert!(cli::exists(c, &q).await, "{q} should still exist as a table");
+            assert!(
+                cli::exists(c, &q).await,
+                "{q} should still exist as a table"
+            );
             let is_partition: bool = c
-                .query_one("SELECT relispartition FROM pg_class WHERE oid = $1::text::regclass", &[&q])
+                .query_one(
+                    "SELECT relispartition FROM pg_class WHERE oid = $1::text::regclass",
+                    &[&q],
+                )
                 .await
                 .unwrap()
                 .get(0);
             assert!(!is_partition, "{q} should be detached");
             assert_eq!(
-                one_i64(c, &format!("SELECT count(*) FROM pg_inherits WHERE inhrelid = '{q}'::regclass")).await,
+                one_i64(
+                    c,
+                    &format!("SELECT count(*) FROM pg_inherits WHERE inhrelid = '{q}'::regclass")
+                )
+                .await,
                 0,
                 "{q} still in pg_inherits (pending detach?)"
             );
             assert_eq!(cli::count(c, &q).await, 100, "{q} rows");
-            assert_eq!(cli::indexes_using(c, &q, "brin").await.len(), 1, "{q} keeps its BRIN index");
+            assert_eq!(
+                cli::indexes_using(c, &q, "brin").await.len(),
+                1,
+                "{q} keeps its BRIN index"
+            );
         }
-        assert_eq!(cli::count(c, &parent).await, 100, "{t}: only August 2024 is left attached with rows");
-        assert_eq!(cli::indexes_using(c, &format!("public.{t}_p20260101"), "brin").await.len(), 1);
+        assert_eq!(
+            cli::count(c, &parent).await,
+            100,
+            "{t}: only August 2024 is left attached with rows"
+        );
+        assert_eq!(
+            cli::indexes_using(c, &format!("public.{t}_p20260101"), "brin")
+                .await
+                .len(),
+            1
+        );
     }
     assert_idempotent(&db, &retire, now).await;
     db.drop_db().await;
@@ -670,8 +916,14 @@ async fn retention_move_to_schema(server: &Server) {
             ),
         )
     };
-    applied(&cli::apply(&db.url, &spec(""), "2025-03-10T00:00:00Z").await, "apply at 2025-03-10");
-    assert_eq!(cli::range_bounds(c, "public.audit_log").await, month_bounds_utc(2025, 1, 4));
+    applied(
+        &cli::apply(&db.url, &spec(""), "2025-03-10T00:00:00Z").await,
+        "apply at 2025-03-10",
+    );
+    assert_eq!(
+        cli::range_bounds(c, "public.audit_log").await,
+        month_bounds_utc(2025, 1, 4)
+    );
     sql(
         c,
         "INSERT INTO public.audit_log
@@ -681,14 +933,23 @@ async fn retention_move_to_schema(server: &Server) {
     .await;
     let retire = spec("retention: {keep: 12 months, action: MoveToSchema, schema: archive}");
     let now = "2026-03-10T00:00:00Z";
-    applied(&cli::apply(&db.url, &retire, now).await, "apply with MoveToSchema");
+    applied(
+        &cli::apply(&db.url, &retire, now).await,
+        "apply with MoveToSchema",
+    );
     for name in ["audit_log_p20250101", "audit_log_p20250201"] {
-        assert!(!cli::exists(c, &format!("public.{name}")).await, "public.{name} should have moved");
+        assert!(
+            !cli::exists(c, &format!("public.{name}")).await,
+            "public.{name} should have moved"
+        );
         let q = format!("archive.{name}");
         assert!(cli::exists(c, &q).await, "{q} should exist");
         assert_eq!(cli::count(c, &q).await, 10, "{q} rows");
         let is_partition: bool = c
-            .query_one("SELECT relispartition FROM pg_class WHERE oid = $1::text::regclass", &[&q])
+            .query_one(
+                "SELECT relispartition FROM pg_class WHERE oid = $1::text::regclass",
+                &[&q],
+            )
             .await
             .unwrap()
             .get(0);
@@ -697,10 +958,18 @@ async fn retention_move_to_schema(server: &Server) {
     let parts = cli::partitions(c, "public.audit_log").await;
     assert!(parts.iter().all(|p| p.schema == "public"), "{parts:#?}");
     let bounds = cli::range_bounds(c, "public.audit_log").await;
-    assert_eq!(bounds.first().unwrap().0, "2025-03-01 00:00:00+00", "March 2025 ends after the cutoff and stays");
+    assert_eq!(
+        bounds.first().unwrap().0,
+        "2025-03-01 00:00:00+00",
+        "March 2025 ends after the cutoff and stays"
+    );
     assert_eq!(bounds.last().unwrap().1, "2026-05-01 00:00:00+00");
     assert_contiguous(&bounds, "audit_log");
-    assert_eq!(cli::count(c, "public.audit_log").await, 20, "March and April 2025 rows stay");
+    assert_eq!(
+        cli::count(c, "public.audit_log").await,
+        20,
+        "March and April 2025 rows stay"
+    );
     assert_idempotent(&db, &retire, now).await;
     db.drop_db().await;
 }
@@ -710,7 +979,11 @@ async fn retention_move_to_schema(server: &Server) {
 
 async fn django_weekly_template(server: &Server) {
     let db = TestDb::create(server).await;
-    sql(&db.client, "CREATE TABLE public.visits (at timestamptz NOT NULL) PARTITION BY RANGE (at);").await;
+    sql(
+        &db.client,
+        "CREATE TABLE public.visits (at timestamptz NOT NULL) PARTITION BY RANGE (at);",
+    )
+    .await;
     let policy = policy_doc(
         "visits",
         "table: public.visits
@@ -722,7 +995,11 @@ async fn django_weekly_template(server: &Server) {
     let parts = cli::partitions(&db.client, "public.visits").await;
     assert_eq!(
         parts.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
-        ["visits_2025_week_07", "visits_2025_week_08", "visits_2025_week_09"]
+        [
+            "visits_2025_week_07",
+            "visits_2025_week_08",
+            "visits_2025_week_09"
+        ]
     );
     assert_eq!(
         cli::range_bounds(&db.client, "public.visits").await,
@@ -733,7 +1010,11 @@ async fn django_weekly_template(server: &Server) {
         ])
     );
     for p in &parts {
-        assert_eq!(ts(p.from.as_deref().unwrap()).format("%A").to_string(), "Monday", "{p:?}");
+        assert_eq!(
+            ts(p.from.as_deref().unwrap()).format("%A").to_string(),
+            "Monday",
+            "{p:?}"
+        );
     }
     assert_idempotent(&db, &policy, now).await;
     db.drop_db().await;
@@ -741,7 +1022,11 @@ async fn django_weekly_template(server: &Server) {
 
 async fn django_weekly_template_across_year_end(server: &Server) {
     let db = TestDb::create(server).await;
-    sql(&db.client, "CREATE TABLE public.visits (at timestamptz NOT NULL) PARTITION BY RANGE (at);").await;
+    sql(
+        &db.client,
+        "CREATE TABLE public.visits (at timestamptz NOT NULL) PARTITION BY RANGE (at);",
+    )
+    .await;
     let policy = policy_doc(
         "visits",
         "table: public.visits
@@ -753,7 +1038,11 @@ async fn django_weekly_template_across_year_end(server: &Server) {
     // strftime %W, as django's "%Y_week_%W": Monday 2024-12-30 is week 53 of 2024.
     assert_eq!(
         cli::partition_names(&db.client, "public.visits").await,
-        ["visits_2024_week_53", "visits_2025_week_01", "visits_2025_week_02"]
+        [
+            "visits_2024_week_53",
+            "visits_2025_week_01",
+            "visits_2025_week_02"
+        ]
     );
     assert_eq!(
         cli::range_bounds(&db.client, "public.visits").await,
@@ -769,7 +1058,11 @@ async fn django_weekly_template_across_year_end(server: &Server) {
 
 async fn django_monthly_template(server: &Server) {
     let db = TestDb::create(server).await;
-    sql(&db.client, "CREATE TABLE public.orders (at timestamptz NOT NULL) PARTITION BY RANGE (at);").await;
+    sql(
+        &db.client,
+        "CREATE TABLE public.orders (at timestamptz NOT NULL) PARTITION BY RANGE (at);",
+    )
+    .await;
     let policy = policy_doc(
         "orders",
         "table: public.orders
@@ -780,9 +1073,17 @@ async fn django_monthly_template(server: &Server) {
     applied(&cli::apply(&db.url, &policy, now).await, "apply");
     assert_eq!(
         cli::partition_names(&db.client, "public.orders").await,
-        ["orders_2025_jan", "orders_2025_feb", "orders_2025_mar", "orders_2025_apr"]
+        [
+            "orders_2025_jan",
+            "orders_2025_feb",
+            "orders_2025_mar",
+            "orders_2025_apr"
+        ]
     );
-    assert_eq!(cli::range_bounds(&db.client, "public.orders").await, month_bounds_utc(2025, 1, 4));
+    assert_eq!(
+        cli::range_bounds(&db.client, "public.orders").await,
+        month_bounds_utc(2025, 1, 4)
+    );
     assert_idempotent(&db, &policy, now).await;
     db.drop_db().await;
 }
@@ -793,13 +1094,31 @@ async fn django_monthly_template(server: &Server) {
 async fn integer_key_premake_from_max(server: &Server) {
     let db = TestDb::create(server).await;
     let c = &db.client;
-    sql(c, "CREATE TABLE public.items (id bigint NOT NULL, payload text) PARTITION BY RANGE (id);").await;
-    let policy = policy_doc("items", "table: public.items\nrange: {interval: \"1000000\", premake: 3}");
+    sql(
+        c,
+        "CREATE TABLE public.items (id bigint NOT NULL, payload text) PARTITION BY RANGE (id);",
+    )
+    .await;
+    let policy = policy_doc(
+        "items",
+        "table: public.items\nrange: {interval: \"1000000\", premake: 3}",
+    );
     let now = "2026-11-22T10:00:00Z";
-    applied(&cli::apply(&db.url, &policy, now).await, "apply on the empty table");
+    applied(
+        &cli::apply(&db.url, &policy, now).await,
+        "apply on the empty table",
+    );
     let m = 1_000_000i64;
-    let int_bounds = |n: i64| (0..n).map(|i| ((i * m).to_string(), ((i + 1) * m).to_string())).collect::<Vec<_>>();
-    assert_eq!(cli::range_bounds(c, "public.items").await, int_bounds(4), "empty table: max treated as 0");
+    let int_bounds = |n: i64| {
+        (0..n)
+            .map(|i| ((i * m).to_string(), ((i + 1) * m).to_string()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        cli::range_bounds(c, "public.items").await,
+        int_bounds(4),
+        "empty table: max treated as 0"
+    );
     sql(
         c,
         "INSERT INTO public.items SELECT g, 'p' || g FROM generate_series(1, 2500000, 997) g;
@@ -811,11 +1130,26 @@ async fn integer_key_premake_from_max(server: &Server) {
     let names = cli::partition_names(c, "public.items").await;
     assert_eq!(
         names,
-        ["items_p0", "items_p1000000", "items_p2000000", "items_p3000000", "items_p4000000", "items_p5000000"]
+        [
+            "items_p0",
+            "items_p1000000",
+            "items_p2000000",
+            "items_p3000000",
+            "items_p4000000",
+            "items_p5000000"
+        ]
     );
-    assert_eq!(cli::range_bounds(c, "public.items").await, int_bounds(6), "covering through 6,000,000");
+    assert_eq!(
+        cli::range_bounds(c, "public.items").await,
+        int_bounds(6),
+        "covering through 6,000,000"
+    );
     let doc = cli::plan_json(&db.url, &policy, now).await;
-    assert_eq!(plan_for(&doc, "public.items")["summary"]["coveredUntil"], "6000000", "{doc:#}");
+    assert_eq!(
+        plan_for(&doc, "public.items")["summary"]["coveredUntil"],
+        "6000000",
+        "{doc:#}"
+    );
     assert_idempotent(&db, &policy, now).await;
     db.drop_db().await;
 }
@@ -833,25 +1167,56 @@ async fn integer_key_overflow_does_not_crash(server: &Server) {
     )
     .await;
     let policy = policy_docs(&[
-        policy_doc("tiny", "table: public.tiny\nrange: {interval: \"10000\", premake: 5}"),
-        policy_doc("tiny-big-step", "table: public.tiny_big_step\nrange: {interval: \"100000\", premake: 3}"),
-        policy_doc("huge", "table: public.huge\nrange: {interval: \"1000000000000000000\", premake: 3}"),
+        policy_doc(
+            "tiny",
+            "table: public.tiny\nrange: {interval: \"10000\", premake: 5}",
+        ),
+        policy_doc(
+            "tiny-big-step",
+            "table: public.tiny_big_step\nrange: {interval: \"100000\", premake: 3}",
+        ),
+        policy_doc(
+            "huge",
+            "table: public.huge\nrange: {interval: \"1000000000000000000\", premake: 3}",
+        ),
     ]);
     let now = "2026-11-22T10:00:00Z";
     let plan = cli::plan(&db.url, &policy, now).await;
     assert!(!plan.panicked(), "plan panicked:\n{}", plan.both());
     let run = cli::apply(&db.url, &policy, now).await;
     assert!(!run.panicked(), "apply panicked:\n{}", run.both());
-    eprintln!("PostgreSQL {}: overflow apply exited {}:\n{}", server.major, run.code, run.both());
-    assert!(run.code == 0 || run.code == 1, "exit code {}:\n{}", run.code, run.both());
+    eprintln!(
+        "PostgreSQL {}: overflow apply exited {}:\n{}",
+        server.major,
+        run.code,
+        run.both()
+    );
+    assert!(
+        run.code == 0 || run.code == 1,
+        "exit code {}:\n{}",
+        run.code,
+        run.both()
+    );
     // smallint: only whole slots inside the type's range; premake is cut at 32767.
     let tiny = cli::range_bounds(c, "public.tiny").await;
-    assert_eq!(tiny, pairs(&[("0", "10000"), ("10000", "20000"), ("20000", "30000")]), "smallint slots");
+    assert_eq!(
+        tiny,
+        pairs(&[("0", "10000"), ("10000", "20000"), ("20000", "30000")]),
+        "smallint slots"
+    );
     for (_, to) in &tiny {
         assert!(to.parse::<i64>().unwrap() <= 32768);
     }
-    assert!(cli::range_bounds(c, "public.tiny_big_step").await.is_empty());
-    assert_eq!(cli::count(c, "public.huge").await, 2, "rows of the bigint table");
+    assert!(
+        cli::range_bounds(c, "public.tiny_big_step")
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        cli::count(c, "public.huge").await,
+        2,
+        "rows of the bigint table"
+    );
     db.drop_db().await;
 }
 
@@ -890,7 +1255,10 @@ async fn list_and_hash_sets(server: &Server) {
     let mut list_sorted = list.clone();
     list_sorted.sort();
     assert_eq!(
-        list_sorted.iter().map(|(n, b, _)| (n.as_str(), b.as_str())).collect::<Vec<_>>(),
+        list_sorted
+            .iter()
+            .map(|(n, b, _)| (n.as_str(), b.as_str()))
+            .collect::<Vec<_>>(),
         [
             ("customers_apac", "FOR VALUES IN ('jp', 'au')"),
             ("customers_default", "DEFAULT"),
@@ -903,10 +1271,18 @@ async fn list_and_hash_sets(server: &Server) {
             assert!(managed, "{n} should be marked as pgpart's");
         }
     }
-    let hash: Vec<(String, String)> =
-        cli::partitions(c, "public.sessions").await.into_iter().map(|p| (p.name, p.bound)).collect();
+    let hash: Vec<(String, String)> = cli::partitions(c, "public.sessions")
+        .await
+        .into_iter()
+        .map(|p| (p.name, p.bound))
+        .collect();
     let expected: Vec<(String, String)> = (0..4)
-        .map(|r| (format!("sessions_p{r}"), format!("FOR VALUES WITH (modulus 4, remainder {r})")))
+        .map(|r| {
+            (
+                format!("sessions_p{r}"),
+                format!("FOR VALUES WITH (modulus 4, remainder {r})"),
+            )
+        })
         .collect();
     assert_eq!(hash, expected);
     sql(
@@ -916,13 +1292,20 @@ async fn list_and_hash_sets(server: &Server) {
     )
     .await;
     assert_eq!(cli::count(c, "public.customers_eu").await, 200);
-    assert_eq!(cli::count(c, "public.customers_default").await, 100, "br goes to the default");
+    assert_eq!(
+        cli::count(c, "public.customers_default").await,
+        100,
+        "br goes to the default"
+    );
     let empty_hash = one_i64(
         c,
         "SELECT count(*) FROM (SELECT tableoid FROM public.sessions GROUP BY tableoid) s",
     )
     .await;
-    assert_eq!(empty_hash, 4, "1000 random uuids should reach all four hash partitions");
+    assert_eq!(
+        empty_hash, 4,
+        "1000 random uuids should reach all four hash partitions"
+    );
     assert_idempotent(&db, &policy, now).await;
     db.drop_db().await;
 }
@@ -930,10 +1313,21 @@ async fn list_and_hash_sets(server: &Server) {
 // ---------------------------------------------------------------------------------------
 // 9. time zones
 
-async fn tz_case(server: &Server, key_type: &str, spec_range: &str, now: &str, expected: &[(&str, &str)], names: &[&str]) {
+async fn tz_case(
+    server: &Server,
+    key_type: &str,
+    spec_range: &str,
+    now: &str,
+    expected: &[(&str, &str)],
+    names: &[&str],
+) {
     let db = TestDb::create(server).await;
     let c = &db.client;
-    sql(c, &format!("CREATE TABLE public.tz (at {key_type} NOT NULL) PARTITION BY RANGE (at);")).await;
+    sql(
+        c,
+        &format!("CREATE TABLE public.tz (at {key_type} NOT NULL) PARTITION BY RANGE (at);"),
+    )
+    .await;
     let policy = policy_doc("tz", &format!("table: public.tz\nrange: {spec_range}"));
     applied(&cli::apply(&db.url, &policy, now).await, "apply");
     let bounds = cli::range_bounds(c, "public.tz").await;
@@ -959,17 +1353,42 @@ async fn time_zone_daily_spring_forward(server: &Server) {
             ("2026-03-29 22:00:00+00", "2026-03-30 22:00:00+00"),
             ("2026-03-30 22:00:00+00", "2026-03-31 22:00:00+00"),
         ],
-        &["tz_p20260328", "tz_p20260329", "tz_p20260330", "tz_p20260331"],
+        &[
+            "tz_p20260328",
+            "tz_p20260329",
+            "tz_p20260330",
+            "tz_p20260331",
+        ],
     )
     .await;
     // And a row at local 00:30 on the 29th lands in the 29th (checked on a fresh table).
     let db = TestDb::create(server).await;
-    sql(&db.client, "CREATE TABLE public.tz (at timestamptz NOT NULL) PARTITION BY RANGE (at);").await;
-    let policy = policy_doc("tz", "table: public.tz\nrange: {interval: 1 day, premake: 3, timeZone: Europe/Berlin}");
-    applied(&cli::apply(&db.url, &policy, "2026-03-27T23:30:00Z").await, "apply");
-    sql(&db.client, "INSERT INTO public.tz VALUES ('2026-03-29 00:30:00+01'), ('2026-03-29 23:30:00+02')").await;
-    assert_eq!(home_of(&db.client, "public.tz", "at", "'2026-03-29 00:30:00+01'").await, "tz_p20260329");
-    assert_eq!(home_of(&db.client, "public.tz", "at", "'2026-03-29 23:30:00+02'").await, "tz_p20260329");
+    sql(
+        &db.client,
+        "CREATE TABLE public.tz (at timestamptz NOT NULL) PARTITION BY RANGE (at);",
+    )
+    .await;
+    let policy = policy_doc(
+        "tz",
+        "table: public.tz\nrange: {interval: 1 day, premake: 3, timeZone: Europe/Berlin}",
+    );
+    applied(
+        &cli::apply(&db.url, &policy, "2026-03-27T23:30:00Z").await,
+        "apply",
+    );
+    sql(
+        &db.client,
+        "INSERT INTO public.tz VALUES ('2026-03-29 00:30:00+01'), ('2026-03-29 23:30:00+02')",
+    )
+    .await;
+    assert_eq!(
+        home_of(&db.client, "public.tz", "at", "'2026-03-29 00:30:00+01'").await,
+        "tz_p20260329"
+    );
+    assert_eq!(
+        home_of(&db.client, "public.tz", "at", "'2026-03-29 23:30:00+02'").await,
+        "tz_p20260329"
+    );
     db.drop_db().await;
 }
 
@@ -1003,7 +1422,12 @@ async fn time_zone_naive_timestamp_key(server: &Server) {
             ("2026-03-30 00:00:00", "2026-03-31 00:00:00"),
             ("2026-03-31 00:00:00", "2026-04-01 00:00:00"),
         ],
-        &["tz_p20260328", "tz_p20260329", "tz_p20260330", "tz_p20260331"],
+        &[
+            "tz_p20260328",
+            "tz_p20260329",
+            "tz_p20260330",
+            "tz_p20260331",
+        ],
     )
     .await;
 }
@@ -1023,7 +1447,15 @@ async fn time_zone_monthly_berlin(server: &Server) {
             ("2027-03-31 22:00:00+00", "2027-04-30 22:00:00+00"),
             ("2027-04-30 22:00:00+00", "2027-05-31 22:00:00+00"),
         ],
-        &["tz_p20261101", "tz_p20261201", "tz_p20270101", "tz_p20270201", "tz_p20270301", "tz_p20270401", "tz_p20270501"],
+        &[
+            "tz_p20261101",
+            "tz_p20261201",
+            "tz_p20270101",
+            "tz_p20270201",
+            "tz_p20270301",
+            "tz_p20270401",
+            "tz_p20270501",
+        ],
     )
     .await;
 }
@@ -1050,8 +1482,15 @@ async fn time_zone_fixed_offset(server: &Server) {
 async fn hourly_premake_24(server: &Server) {
     let db = TestDb::create(server).await;
     let c = &db.client;
-    sql(c, "CREATE TABLE public.ticks (at timestamptz NOT NULL, v int) PARTITION BY RANGE (at);").await;
-    let policy = policy_doc("ticks", "table: public.ticks\nrange: {interval: 1 hour, premake: 24}");
+    sql(
+        c,
+        "CREATE TABLE public.ticks (at timestamptz NOT NULL, v int) PARTITION BY RANGE (at);",
+    )
+    .await;
+    let policy = policy_doc(
+        "ticks",
+        "table: public.ticks\nrange: {interval: 1 hour, premake: 24}",
+    );
     let now = "2026-11-22T10:17:00Z";
     applied(&cli::apply(&db.url, &policy, now).await, "apply");
     let start = ts("2026-11-22 10:00:00");
@@ -1059,13 +1498,22 @@ async fn hourly_premake_24(server: &Server) {
         .map(|h| {
             let a = start + Duration::hours(h);
             let b = a + Duration::hours(1);
-            (a.format("%Y-%m-%d %H:%M:%S+00").to_string(), b.format("%Y-%m-%d %H:%M:%S+00").to_string())
+            (
+                a.format("%Y-%m-%d %H:%M:%S+00").to_string(),
+                b.format("%Y-%m-%d %H:%M:%S+00").to_string(),
+            )
         })
         .collect();
     assert_eq!(cli::range_bounds(c, "public.ticks").await, expected);
     let names = cli::partition_names(c, "public.ticks").await;
-    assert_eq!(names.first().map(String::as_str), Some("ticks_p20261122_1000"));
-    assert_eq!(names.last().map(String::as_str), Some("ticks_p20261123_1000"));
+    assert_eq!(
+        names.first().map(String::as_str),
+        Some("ticks_p20261122_1000")
+    );
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("ticks_p20261123_1000")
+    );
     assert_eq!(names.len(), 25);
     assert_idempotent(&db, &policy, now).await;
     db.drop_db().await;
@@ -1076,7 +1524,11 @@ async fn hourly_premake_24(server: &Server) {
 async fn hourly_dst_case(server: &Server, now: &str, first_from: &str, min_last_to: &str) {
     let db = TestDb::create(server).await;
     let c = &db.client;
-    sql(c, "CREATE TABLE public.ticks (at timestamptz NOT NULL) PARTITION BY RANGE (at);").await;
+    sql(
+        c,
+        "CREATE TABLE public.ticks (at timestamptz NOT NULL) PARTITION BY RANGE (at);",
+    )
+    .await;
     let policy = policy_doc(
         "ticks",
         "table: public.ticks\nrange: {interval: 1 hour, premake: 3, timeZone: Europe/Berlin}",
@@ -1085,9 +1537,16 @@ async fn hourly_dst_case(server: &Server, now: &str, first_from: &str, min_last_
     applied(&run, "apply");
     let bounds = cli::range_bounds(c, "public.ticks").await;
     assert_contiguous(&bounds, "hourly across DST");
-    assert_eq!(bounds.first().map(|b| b.0.as_str()), Some(first_from), "{bounds:#?}");
+    assert_eq!(
+        bounds.first().map(|b| b.0.as_str()),
+        Some(first_from),
+        "{bounds:#?}"
+    );
     let last_to = bounds.last().unwrap().1.clone();
-    assert!(ts(&last_to) >= ts(min_last_to), "coverage ends at {last_to}, expected at least {min_last_to}: {bounds:#?}");
+    assert!(
+        ts(&last_to) >= ts(min_last_to),
+        "coverage ends at {last_to}, expected at least {min_last_to}: {bounds:#?}"
+    );
     for (a, b) in &bounds {
         assert!(ts(a) < ts(b), "empty slot {a}..{b}");
     }
@@ -1110,10 +1569,22 @@ async fn hourly_dst_case(server: &Server, now: &str, first_from: &str, min_last_
 
 async fn hourly_across_dst_spring_forward(server: &Server) {
     // 2026-03-29T00:30Z = 01:30 CET; at 02:00 local the clock jumps to 03:00 (01:00Z).
-    hourly_dst_case(server, "2026-03-29T00:30:00Z", "2026-03-29 00:00:00+00", "2026-03-29 03:00:00+00").await;
+    hourly_dst_case(
+        server,
+        "2026-03-29T00:30:00Z",
+        "2026-03-29 00:00:00+00",
+        "2026-03-29 03:00:00+00",
+    )
+    .await;
 }
 
 async fn hourly_across_dst_fall_back(server: &Server) {
     // 2026-10-24T23:30Z = 01:30 CEST; 02:00..03:00 local happens twice (00:00Z and 01:00Z).
-    hourly_dst_case(server, "2026-10-24T23:30:00Z", "2026-10-24 23:00:00+00", "2026-10-25 04:00:00+00").await;
+    hourly_dst_case(
+        server,
+        "2026-10-24T23:30:00Z",
+        "2026-10-24 23:00:00+00",
+        "2026-10-25 04:00:00+00",
+    )
+    .await;
 }

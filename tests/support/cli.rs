@@ -396,7 +396,11 @@ pub fn policy_doc(name: &str, spec: &str) -> String {
     let mut lines = spec.lines().filter(|l| !l.trim().is_empty());
     let first = lines.next().map(str::trim_start);
     let rest: Vec<&str> = lines.collect();
-    let indent = rest.iter().map(|l| l.len() - l.trim_start().len()).min().unwrap_or(0);
+    let indent = rest
+        .iter()
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
     for line in first.into_iter().chain(rest.iter().map(|l| &l[indent..])) {
         doc.push_str("  ");
         doc.push_str(line.trim_end());
