@@ -49,6 +49,11 @@ on_both_majors!(
     hourly_premake_24,
     hourly_across_dst_spring_forward,
     hourly_across_dst_fall_back,
+    repair_with_an_epoch_row_in_default,
+    integer_key_retention_drop,
+    quoted_identifiers_repair_and_retention,
+    off_grid_foreign_partition_is_left_alone,
+    stray_rows_in_default_do_not_block_premake,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -1587,4 +1592,287 @@ async fn hourly_across_dst_fall_back(server: &Server) {
         "2026-10-25 04:00:00+00",
     )
     .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// more: a stray ancient row, integer retention, quoting, off-grid partitions
+
+/// One stray row at the epoch (a classic application bug) next to a three-day backlog:
+/// Repair must still move the backlog, and must not try to fill every day since 1970.
+async fn repair_with_an_epoch_row_in_default(server: &Server) {
+    let db = TestDb::create(server).await;
+    let c = &db.client;
+    sql(c, BACKLOG_TABLE).await;
+    applied(
+        &cli::apply(&db.url, &backlog_policy("Report"), "2026-11-16T08:00:00Z").await,
+        "initial apply at D-3",
+    );
+    sql(
+        c,
+        "INSERT INTO public.events (at, kind, payload)
+         SELECT timestamptz '2026-11-20 00:00:00+00' + g * interval '864 seconds', 'late', 'r' || g
+           FROM generate_series(0, 299) g;
+         INSERT INTO public.events (at, kind, payload) VALUES ('1970-01-01 00:00:00+00', 'epoch', 'bug');",
+    )
+    .await;
+    let digest = rows_digest(c, "public.events").await;
+    let total = cli::count(c, "public.events").await;
+    let run = cli::apply(&db.url, &backlog_policy("Repair"), "2026-11-22T12:00:00Z").await;
+    assert!(!run.panicked(), "{}", run.both());
+    run.ok("Repair with one epoch row in the default");
+    assert_eq!(cli::count(c, "public.events").await, total, "rows lost");
+    assert_eq!(
+        rows_digest(c, "public.events").await,
+        digest,
+        "rows changed"
+    );
+    let names = cli::partition_names(c, "public.events").await;
+    for day in ["20261120", "20261121", "20261122"] {
+        let n = format!("events_p{day}");
+        assert!(
+            names.contains(&n),
+            "{n} should have been repaired: {names:?}"
+        );
+        assert_eq!(cli::count(c, &format!("public.{n}")).await, 100, "{n}");
+    }
+    assert!(
+        names.len() < 30,
+        "one stray row should not make pgpart create {} partitions",
+        names.len()
+    );
+    db.drop_db().await;
+}
+
+async fn integer_key_retention_drop(server: &Server) {
+    let db = TestDb::create(server).await;
+    let c = &db.client;
+    sql(
+        c,
+        "CREATE TABLE public.items (id bigint NOT NULL) PARTITION BY RANGE (id);",
+    )
+    .await;
+    let grow = policy_doc(
+        "items",
+        "table: public.items\nrange: {interval: \"1000000\", premake: 5, startFrom: \"0\"}",
+    );
+    let now = "2026-11-22T10:00:00Z";
+    applied(
+        &cli::apply(&db.url, &grow, now).await,
+        "apply on the empty table",
+    );
+    sql(
+        c,
+        "INSERT INTO public.items SELECT g FROM generate_series(0, 4500000, 1000) g;",
+    )
+    .await;
+    // max(id) 4,500,000, keep 2,000,000 → cutoff 2,500,000: [0,1M) and [1M,2M) go.
+    let retire = policy_doc(
+        "items",
+        "table: public.items
+         range: {interval: \"1000000\", premake: 5, startFrom: \"0\"}
+         retention: {keep: \"2000000\", action: Drop}",
+    );
+    applied(
+        &cli::apply(&db.url, &retire, now).await,
+        "apply with retention",
+    );
+    let m = 1_000_000i64;
+    let expected: Vec<(String, String)> = (2..10)
+        .map(|i| ((i * m).to_string(), ((i + 1) * m).to_string()))
+        .collect();
+    assert_eq!(cli::range_bounds(c, "public.items").await, expected);
+    assert!(!cli::exists(c, "public.items_p0").await);
+    assert!(!cli::exists(c, "public.items_p1000000").await);
+    assert_eq!(
+        cli::count(c, "public.items").await,
+        2501,
+        "ids 2,000,000 .. 4,500,000 remain"
+    );
+    assert_idempotent(&db, &retire, now).await;
+    db.drop_db().await;
+}
+
+/// Mixed case, spaces and quotes in schema, table and key names, through create, repair
+/// and retention.
+async fn quoted_identifiers_repair_and_retention(server: &Server) {
+    let db = TestDb::create(server).await;
+    let c = &db.client;
+    sql(
+        c,
+        r#"CREATE SCHEMA "Billing";
+           CREATE TABLE "Billing"."Heart ""Beats""" (
+               id bigint GENERATED ALWAYS AS IDENTITY,
+               "Seen At" timestamptz NOT NULL,
+               note text
+           ) PARTITION BY RANGE ("Seen At");"#,
+    )
+    .await;
+    let parent = r#""Billing"."Heart ""Beats""""#;
+    let spec = |extra: &str| {
+        policy_doc(
+            "quoted",
+            &format!(
+                r#"table: '"Billing"."Heart ""Beats"""'
+                   range: {{interval: 1 month, premake: 2, startFrom: "2026-09-01"}}
+                   defaultPartition: {{create: true, onRows: Repair}}
+                   {extra}"#
+            ),
+        )
+    };
+    applied(
+        &cli::apply(&db.url, &spec(""), "2026-11-22T10:00:00Z").await,
+        "first apply",
+    );
+    let names = cli::partition_names(c, parent).await;
+    assert_eq!(
+        names,
+        [
+            r#"Heart "Beats"_p20260901"#,
+            r#"Heart "Beats"_p20261001"#,
+            r#"Heart "Beats"_p20261101"#,
+            r#"Heart "Beats"_p20261201"#,
+            r#"Heart "Beats"_p20270101"#,
+            r#"Heart "Beats"_default"#,
+        ]
+    );
+    assert!(
+        cli::partitions(c, parent)
+            .await
+            .iter()
+            .all(|p| p.schema == "Billing")
+    );
+    // Rows beyond premake fall into the default; Repair moves them.
+    sql(
+        c,
+        &format!(
+            r#"INSERT INTO {parent} ("Seen At", note)
+               SELECT timestamptz '2027-02-01 00:00:00+00' + g * interval '1 hour', 'n' || g FROM generate_series(0, 99) g;
+               INSERT INTO {parent} ("Seen At", note) VALUES ('2026-10-10 00:00:00+00', 'october');"#
+        ),
+    )
+    .await;
+    let digest = rows_digest(c, parent).await;
+    applied(
+        &cli::apply(&db.url, &spec(""), "2026-11-22T10:00:00Z").await,
+        "repair",
+    );
+    assert_eq!(rows_digest(c, parent).await, digest);
+    assert_eq!(
+        cli::count(c, r#""Billing"."Heart ""Beats""_default""#).await,
+        0
+    );
+    assert_eq!(
+        cli::count(c, r#""Billing"."Heart ""Beats""_p20270201""#).await,
+        100
+    );
+    // Retention: at 2026-12-15 keeping 1 month, September and October move to "Old Stuff".
+    let retire = spec("retention: {keep: 1 month, action: MoveToSchema, schema: \"Old Stuff\"}");
+    applied(
+        &cli::apply(&db.url, &retire, "2026-12-15T00:00:00Z").await,
+        "retention",
+    );
+    assert!(cli::exists(c, r#""Old Stuff"."Heart ""Beats""_p20261001""#).await);
+    assert_eq!(
+        cli::count(c, r#""Old Stuff"."Heart ""Beats""_p20261001""#).await,
+        1
+    );
+    assert!(cli::exists(c, r#""Old Stuff"."Heart ""Beats""_p20260901""#).await);
+    let bounds = cli::range_bounds(c, parent).await;
+    assert_eq!(bounds.first().unwrap().0, "2026-11-01 00:00:00+00");
+    assert_contiguous(&bounds, "quoted");
+    assert_idempotent(&db, &retire, "2026-12-15T00:00:00Z").await;
+    db.drop_db().await;
+}
+
+/// A partition made by hand off the grid ([Nov 15, Dec 15)) is reported as an overlap and
+/// left alone; the slots that don't touch it are created.
+async fn off_grid_foreign_partition_is_left_alone(server: &Server) {
+    let db = TestDb::create(server).await;
+    let c = &db.client;
+    sql(
+        c,
+        "CREATE TABLE public.ev (at timestamptz NOT NULL) PARTITION BY RANGE (at);
+         CREATE TABLE public.ev_legacy PARTITION OF public.ev
+             FOR VALUES FROM ('2026-11-15 00:00:00+00') TO ('2026-12-15 00:00:00+00');
+         INSERT INTO public.ev VALUES ('2026-11-20 00:00:00+00');",
+    )
+    .await;
+    let policy = policy_doc(
+        "ev",
+        "table: public.ev\nrange: {interval: 1 month, premake: 3}",
+    );
+    let now = "2026-11-22T10:00:00Z";
+    let doc = cli::plan_json(&db.url, &policy, now).await;
+    let p = plan_for(&doc, "public.ev");
+    let overlaps = p["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["reason"] == "Overlap")
+        .count();
+    assert_eq!(
+        overlaps, 2,
+        "November and December overlap ev_legacy: {doc:#}"
+    );
+    let run = cli::apply(&db.url, &policy, now).await;
+    run.ok("apply next to an off-grid partition");
+    assert_eq!(
+        cli::range_bounds(c, "public.ev").await,
+        pairs(&[
+            ("2026-11-15 00:00:00+00", "2026-12-15 00:00:00+00"),
+            ("2027-01-01 00:00:00+00", "2027-02-01 00:00:00+00"),
+            ("2027-02-01 00:00:00+00", "2027-03-01 00:00:00+00"),
+        ])
+    );
+    let legacy = cli::partitions(c, "public.ev").await;
+    assert!(
+        !legacy[0].managed,
+        "ev_legacy must not be marked as pgpart's"
+    );
+    assert_eq!(cli::count(c, "public.ev_legacy").await, 1);
+    assert_idempotent(&db, &policy, now).await;
+    db.drop_db().await;
+}
+
+/// Two stray rows in the default, one in 2019 and one in 2031 (typos happen): the months
+/// from now through premake hold none of them, so they must be created as usual. (Report
+/// mode leaves the two rows where they are and reports them.)
+async fn stray_rows_in_default_do_not_block_premake(server: &Server) {
+    let db = TestDb::create(server).await;
+    let c = &db.client;
+    sql(
+        c,
+        "CREATE TABLE public.orders (at timestamptz NOT NULL, n int) PARTITION BY RANGE (at);
+         CREATE TABLE public.orders_default PARTITION OF public.orders DEFAULT;
+         INSERT INTO public.orders VALUES ('2019-05-05 00:00:00+00', 1), ('2031-01-01 00:00:00+00', 2);",
+    )
+    .await;
+    let policy = policy_doc(
+        "orders",
+        "table: public.orders
+         range: {interval: 1 month, premake: 3}
+         defaultPartition: {create: true, onRows: Report}",
+    );
+    let now = "2026-11-22T10:00:00Z";
+    let doc = cli::plan_json(&db.url, &policy, now).await;
+    let p = plan_for(&doc, "public.orders");
+    let blocked: Vec<&str> = p["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["reason"] == "BlockedByDefaultRows")
+        .map(|f| f["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        blocked.is_empty(),
+        "no slot from now through premake holds a default row, yet: {blocked:#?}"
+    );
+    let run = cli::apply(&db.url, &policy, now).await;
+    run.ok("apply with two stray rows in the default");
+    assert_eq!(
+        cli::range_bounds(c, "public.orders").await,
+        month_bounds_utc(2026, 11, 4)
+    );
+    assert_eq!(cli::count(c, "public.orders_default").await, 2);
+    db.drop_db().await;
 }
