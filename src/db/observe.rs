@@ -12,7 +12,7 @@ use crate::plan::model::{Bound, DefaultRows, KeyKind, ObservedPartition, Observe
 
 const OBSERVE_SQL: &str = r#"
 WITH parents AS (
-  SELECT c.oid, n.nspname, c.relname, pt.partstrat,
+  SELECT c.oid, n.nspname, c.relname, pt.partstrat, pt.partdefid,
          (SELECT coalesce(json_agg(a.attname ORDER BY k.ord), '[]')
             FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY k(attnum, ord)
             LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum) AS key_columns,
@@ -27,6 +27,22 @@ WITH parents AS (
     JOIN pg_class c ON c.oid = pt.partrelid
     JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE ($1::text IS NULL OR (n.nspname = $1 AND c.relname = $2))
+),
+children AS (
+  SELECT i.inhparent AS parent,
+         json_agg(json_build_object(
+           'schema', cn.nspname, 'name', c.relname,
+           'bound', pg_get_expr(c.relpartbound, c.oid),
+           'comment', d.description,
+           'detach_pending', i.inhdetachpending,
+           'rows', greatest(c.reltuples, 0)::bigint,
+           'bytes', CASE WHEN $3 THEN pg_total_relation_size(c.oid) ELSE 0 END)) AS partitions
+    FROM pg_inherits i
+    JOIN pg_class c ON c.oid = i.inhrelid
+    JOIN pg_namespace cn ON cn.oid = c.relnamespace
+    LEFT JOIN pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
+   WHERE i.inhparent IN (SELECT oid FROM parents)
+   GROUP BY i.inhparent
 )
 SELECT json_build_object(
   'schema', p.nspname,
@@ -34,32 +50,19 @@ SELECT json_build_object(
   'strategy', p.partstrat::text,
   'key_columns', p.key_columns,
   'key_types', p.key_types,
-  'partitions', (
-    SELECT coalesce(json_agg(json_build_object(
-             'schema', cn.nspname, 'name', ch.relname,
-             'bound', pg_get_expr(ch.relpartbound, ch.oid),
-             'comment', d.description,
-             'detach_pending', i.inhdetachpending,
-             'rows', greatest(ch.reltuples, 0)::bigint,
-             'bytes', CASE WHEN $3 THEN pg_total_relation_size(ch.oid) ELSE 0 END)), '[]')
-      FROM pg_inherits i
-      JOIN pg_class ch ON ch.oid = i.inhrelid
-      JOIN pg_namespace cn ON cn.oid = ch.relnamespace
-      LEFT JOIN pg_description d ON d.objoid = ch.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
-     WHERE i.inhparent = p.oid),
+  'partitions', coalesce(ch.partitions, '[]'),
   'default_stats', (
     SELECT query_to_xml(CASE WHEN p.key1 IS NOT NULL
              THEN format('SELECT count(*) AS c, min(%1$I)::text AS lo, max(%1$I)::text AS hi FROM %2$I.%3$I', p.key1, dn.nspname, dc.relname)
              ELSE format('SELECT count(*) AS c FROM %I.%I', dn.nspname, dc.relname) END, false, true, '')::text
-      FROM pg_inherits di
-      JOIN pg_class dc ON dc.oid = di.inhrelid
+      FROM pg_class dc
       JOIN pg_namespace dn ON dn.oid = dc.relnamespace
-     WHERE di.inhparent = p.oid AND pg_get_expr(dc.relpartbound, dc.oid) = 'DEFAULT'
-     LIMIT 1),
+     WHERE dc.oid = p.partdefid),
   'max_key', CASE WHEN p.partstrat = 'r' AND p.key1_type IN ('smallint', 'integer', 'bigint') THEN
       query_to_xml(format('SELECT max(%I)::text AS m FROM %I.%I', p.key1, p.nspname, p.relname), false, true, '')::text END
 )
 FROM parents p
+LEFT JOIN children ch ON ch.parent = p.oid
 ORDER BY p.nspname, p.relname
 "#;
 
