@@ -36,6 +36,7 @@ on_both_majors!(
     two_applies_at_once_equal_one_apply,
     inserts_keep_flowing_while_apply_creates_partitions,
     blocked_attach_leaves_default_taking_rows,
+    repair_while_inserts_flow_into_the_backlog_days,
 );
 
 async fn sql(client: &Client, statements: &str) {
@@ -162,11 +163,13 @@ struct Inserted {
     failures: Vec<String>,
 }
 
-/// Inserts one row per statement into public.stream until `stop` is set and at least
-/// `min` rows were attempted (capped at 200,000). `key(i)` gives row i's timestamp;
-/// `started` is set after the first `warmup` inserts.
+/// Runs `insert_sql` (parameters: $1 timestamptz, $2 text `row {i}`) once per row until
+/// `stop` is set and at least `min` rows were attempted (capped at 200,000). `key(i)` gives
+/// row i's timestamp; `started` is notified after the first `warmup` inserts.
+#[allow(clippy::too_many_arguments)]
 async fn insert_loop(
     client: Client,
+    insert_sql: &'static str,
     key: impl Fn(u64) -> DateTime<Utc> + Send + 'static,
     min: u64,
     warmup: u64,
@@ -174,10 +177,7 @@ async fn insert_loop(
     stop: Arc<AtomicBool>,
     attempts_seen: Arc<AtomicU64>,
 ) -> Inserted {
-    let stmt = client
-        .prepare("INSERT INTO public.stream (at, payload) VALUES ($1, $2)")
-        .await
-        .expect("prepare insert");
+    let stmt = client.prepare(insert_sql).await.expect("prepare insert");
     let mut failures = Vec::new();
     let mut i = 0u64;
     while (i < min || !stop.load(Ordering::SeqCst)) && i < 200_000 {
@@ -197,6 +197,8 @@ async fn insert_loop(
         failures,
     }
 }
+
+const STREAM_INSERT: &str = "INSERT INTO public.stream (at, payload) VALUES ($1, $2)";
 
 fn stream_policy(premake: u32, on_rows: &str, lock_timeout: &str) -> String {
     policy_doc(
@@ -249,6 +251,7 @@ async fn inserts_keep_flowing_while_apply_creates_partitions(server: &Server) {
     let seen = Arc::new(AtomicU64::new(0));
     let inserter = tokio::spawn(insert_loop(
         db.connect().await,
+        STREAM_INSERT,
         key,
         2000,
         100,
@@ -444,5 +447,133 @@ async fn blocked_attach_leaves_default_taking_rows(server: &Server) {
     }
     let doc = cli::plan_json(&db.url, &repair, now).await;
     assert_eq!(action_count(&doc), 0, "{doc:#}");
+    db.drop_db().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Repair while the application keeps writing rows for the days being repaired
+
+/// Three days of rows in the DEFAULT partition (maintenance stopped at D = 2026-11-19);
+/// Repair at D+3 runs while rows for D+2 and D+3 keep arriving. No insert fails, no row is
+/// lost or changed, and the default ends empty.
+async fn repair_while_inserts_flow_into_the_backlog_days(server: &Server) {
+    let db = TestDb::create(server).await;
+    let c = &db.client;
+    sql(
+        c,
+        "CREATE TABLE public.events (
+             id bigint GENERATED ALWAYS AS IDENTITY,
+             at timestamptz NOT NULL,
+             payload text NOT NULL,
+             payload_len integer GENERATED ALWAYS AS (length(payload)) STORED
+         ) PARTITION BY RANGE (at);
+         CREATE INDEX events_at_brin ON public.events USING brin (at);",
+    )
+    .await;
+    let policy = |on_rows: &str| {
+        policy_doc(
+            "events",
+            &format!(
+                "table: public.events
+                 range: {{interval: 1 day, premake: 3}}
+                 defaultPartition: {{create: true, onRows: {on_rows}}}"
+            ),
+        )
+    };
+    cli::apply(&db.url, &policy("Report"), "2026-11-16T08:00:00Z")
+        .await
+        .ok("initial apply at D-3");
+    sql(
+        c,
+        "INSERT INTO public.events (at, payload)
+         SELECT timestamptz '2026-11-20 00:00:00+00' + g * interval '8.64 seconds', md5(g::text)
+           FROM generate_series(0, 29999) g;",
+    )
+    .await;
+    assert_eq!(cli::count(c, "public.events_default").await, 30_000);
+    let max_id: i64 = c
+        .query_one("SELECT max(id) FROM public.events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let digest_sql = format!(
+        "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM public.events t WHERE id <= {max_id}"
+    );
+    let digest: String = c.query_one(&digest_sql, &[]).await.unwrap().get(0);
+
+    // Live rows for D+2 and D+3 (both in the default until repaired).
+    let d2 = Utc.with_ymd_and_hms(2026, 11, 21, 6, 0, 0).unwrap();
+    let key =
+        move |i: u64| d2 + Duration::milliseconds(1_000 * i as i64 + (i as i64 % 2) * 86_400_000);
+    let started = Arc::new(tokio::sync::Notify::new());
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(AtomicU64::new(0));
+    let inserter = tokio::spawn(insert_loop(
+        db.connect().await,
+        "INSERT INTO public.events (at, payload) VALUES ($1, $2)",
+        key,
+        2000,
+        50,
+        started.clone(),
+        stop.clone(),
+        seen.clone(),
+    ));
+    started.notified().await;
+    let file = cli::PolicyFile::new(&policy("Repair"));
+    let now = "2026-11-22T12:00:00Z";
+    let before = seen.load(Ordering::SeqCst);
+    let run = cli::wait(cli::spawn(&[
+        "apply",
+        "--policy",
+        file.path_str(),
+        "--database-url",
+        &db.url,
+        "--now",
+        now,
+    ]))
+    .await;
+    let during = seen.load(Ordering::SeqCst) - before;
+    stop.store(true, Ordering::SeqCst);
+    let inserted = inserter.await.expect("insert task");
+    eprintln!(
+        "PostgreSQL {}: repair exited {}, {} live inserts ({during} during the repair):\n{}",
+        server.major,
+        run.code,
+        inserted.attempts,
+        run.both()
+    );
+    assert!(
+        inserted.failures.is_empty(),
+        "{} inserts failed during the repair, e.g. {:#?}",
+        inserted.failures.len(),
+        &inserted.failures[..inserted.failures.len().min(3)]
+    );
+    run.ok("repair while inserts flow");
+    assert!(during > 0, "no insert ran while the repair ran");
+    assert_eq!(
+        cli::count(c, "public.events").await,
+        30_000 + inserted.attempts as i64,
+        "rows lost"
+    );
+    let after: String = c.query_one(&digest_sql, &[]).await.unwrap().get(0);
+    assert_eq!(after, digest, "the backlog rows changed");
+    // Whatever arrived after the repair's last step may sit in the default; a second
+    // Repair must then leave it empty.
+    if cli::count(c, "public.events_default").await > 0 {
+        cli::apply(&db.url, &policy("Repair"), now)
+            .await
+            .ok("second repair");
+    }
+    assert_eq!(cli::count(c, "public.events_default").await, 0);
+    // D+1 got no live rows; D+2 and D+3 hold the backlog plus the live rows.
+    assert_eq!(cli::count(c, "public.events_p20261120").await, 10_000);
+    for rel in ["public.events_p20261121", "public.events_p20261122"] {
+        assert!(cli::exists(c, rel).await, "{rel} missing");
+    }
+    assert_eq!(
+        cli::count(c, "public.events_p20261121").await
+            + cli::count(c, "public.events_p20261122").await,
+        20_000 + inserted.attempts as i64
+    );
     db.drop_db().await;
 }
