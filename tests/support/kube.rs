@@ -45,13 +45,20 @@ pub fn kubeconfig_path() -> PathBuf {
              (it exports {KUBECONFIG_ENV}), and stop it with `kube_down \"$DIR\"`"
         ),
     };
-    assert!(path.is_file(), "{KUBECONFIG_ENV}={} does not exist (was kube_down run?)", path.display());
+    assert!(
+        path.is_file(),
+        "{KUBECONFIG_ENV}={} does not exist (was kube_down run?)",
+        path.display()
+    );
     path
 }
 
 /// The `gitVersion` the server is expected to report, if the harness exported one.
 pub fn expected_version() -> Option<String> {
-    std::env::var(VERSION_ENV).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    std::env::var(VERSION_ENV)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 /// Admin client configuration read from [`KUBECONFIG_ENV`].
@@ -73,8 +80,8 @@ pub async fn client() -> Client {
 /// account token from a TokenRequest).
 pub async fn client_with_token(token: &str) -> Client {
     let mut config = admin_config().await;
-    config.auth_info = serde_json::from_value(serde_json::json!({ "token": token }))
-        .expect("AuthInfo from token");
+    config.auth_info =
+        serde_json::from_value(serde_json::json!({ "token": token })).expect("AuthInfo from token");
     Client::try_from(config).expect("build kube client with token")
 }
 
@@ -105,7 +112,11 @@ impl TestNamespace {
             .create(&PostParams::default(), &ns)
             .await
             .unwrap_or_else(|e| panic!("create test namespace {name}: {e}"));
-        TestNamespace { name, client: client.clone(), done: false }
+        TestNamespace {
+            name,
+            client: client.clone(),
+            done: false,
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -145,7 +156,9 @@ impl Drop for TestNamespace {
         let name = std::mem::take(&mut self.name);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
             if let Ok(rt) = rt {
                 let _ = rt.block_on(async {
                     let client = Client::try_from(admin_config().await).ok()?;
@@ -159,7 +172,10 @@ impl Drop for TestNamespace {
 }
 
 async fn delete_namespace(client: &Client, name: &str) -> Result<(), kube::Error> {
-    match Api::<Namespace>::all(client.clone()).delete(name, &DeleteParams::default()).await {
+    match Api::<Namespace>::all(client.clone())
+        .delete(name, &DeleteParams::default())
+        .await
+    {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => Err(e),
