@@ -49,6 +49,16 @@ on_both_majors!(
     file_missing,
     two_policies_for_one_table,
     bad_now_flag,
+    hourly_interval_on_date_key,
+    retention_on_list_table,
+    move_to_schema_without_schema,
+    premake_zero,
+    lock_timeout_not_a_duration,
+    start_from_not_a_date,
+    start_from_date_on_integer_key,
+    max_per_pass_zero,
+    hash_modulus_change,
+    neither_range_list_nor_hash,
 );
 
 /// Tables every case can point at, each already in some state worth preserving.
@@ -66,7 +76,10 @@ async fn fixtures(db: &TestDb) {
              CREATE TABLE public.items (id bigint NOT NULL, name text) PARTITION BY RANGE (id);
              CREATE TABLE public.plain (id bigint NOT NULL, at timestamptz NOT NULL);
              CREATE TABLE public.daily (at timestamptz NOT NULL) PARTITION BY RANGE (at);
-             CREATE TABLE public.{LONG_TABLE} (at timestamptz NOT NULL) PARTITION BY RANGE (at);"
+             CREATE TABLE public.{LONG_TABLE} (at timestamptz NOT NULL) PARTITION BY RANGE (at);
+             CREATE TABLE public.days (d date NOT NULL) PARTITION BY RANGE (d);
+             CREATE TABLE public.buckets (id bigint NOT NULL) PARTITION BY HASH (id);
+             CREATE TABLE public.buckets_p0 PARTITION OF public.buckets FOR VALUES WITH (MODULUS 4, REMAINDER 0);"
         ))
         .await
         .expect("fixtures");
@@ -350,4 +363,99 @@ async fn bad_now_flag(server: &Server) {
     }
     cli::assert_same_snapshot(&before, &cli::snapshot(&db.client, true).await, "bad --now");
     db.drop_db().await;
+}
+
+async fn hourly_interval_on_date_key(server: &Server) {
+    let bad = policy_doc("days", "table: public.days\nrange: {interval: 6 hours}");
+    expect_bad_input(
+        server,
+        &with_good(bad),
+        &["spec.range.interval", "public.days"],
+    )
+    .await;
+}
+
+async fn retention_on_list_table(server: &Server) {
+    let bad = policy_doc(
+        "regions",
+        "table: public.regions
+         list: {partitions: [{name: us, values: [us]}]}
+         retention: {keep: 1 year}",
+    );
+    expect_bad_input(server, &with_good(bad), &["spec.retention"]).await;
+}
+
+async fn move_to_schema_without_schema(server: &Server) {
+    let bad = policy_doc(
+        "move",
+        "table: public.daily
+         range: {interval: 1 day}
+         retention: {keep: 30 days, action: MoveToSchema}",
+    );
+    expect_bad_input(server, &with_good(bad), &["spec.retention.schema"]).await;
+}
+
+async fn premake_zero(server: &Server) {
+    let bad = policy_doc(
+        "zero",
+        "table: public.daily\nrange: {interval: 1 day, premake: 0}",
+    );
+    expect_bad_input(server, &with_good(bad), &["spec.range.premake"]).await;
+}
+
+async fn lock_timeout_not_a_duration(server: &Server) {
+    let bad = policy_doc(
+        "lt",
+        "table: public.daily\nrange: {interval: 1 day}\nlockTimeout: 5 seconds",
+    );
+    expect_bad_input(server, &with_good(bad), &["spec.lockTimeout"]).await;
+}
+
+async fn start_from_not_a_date(server: &Server) {
+    let bad = policy_doc(
+        "sf",
+        "table: public.daily\nrange: {interval: 1 day, startFrom: yesterday}",
+    );
+    expect_bad_input(
+        server,
+        &with_good(bad),
+        &["spec.range.startFrom", "yesterday"],
+    )
+    .await;
+}
+
+async fn start_from_date_on_integer_key(server: &Server) {
+    let bad = policy_doc(
+        "items",
+        "table: public.items\nrange: {interval: \"1000\", startFrom: \"2025-01-01\"}",
+    );
+    expect_bad_input(server, &with_good(bad), &["spec.range.startFrom"]).await;
+}
+
+async fn max_per_pass_zero(server: &Server) {
+    let bad = policy_doc(
+        "mpp",
+        "table: public.daily
+         range: {interval: 1 day}
+         retention: {keep: 30 days, action: Drop, maxPerPass: 0}",
+    );
+    expect_bad_input(server, &with_good(bad), &["spec.retention.maxPerPass"]).await;
+}
+
+async fn hash_modulus_change(server: &Server) {
+    let bad = policy_doc("buckets", "table: public.buckets\nhash: {modulus: 8}");
+    expect_bad_input(
+        server,
+        &with_good(bad),
+        &["spec.hash.modulus", "buckets_p0"],
+    )
+    .await;
+}
+
+async fn neither_range_list_nor_hash(server: &Server) {
+    let bad = policy_doc(
+        "none",
+        "table: public.daily\ndefaultPartition: {create: true}",
+    );
+    expect_bad_input(server, &with_good(bad), &["spec.range"]).await;
 }
