@@ -41,7 +41,16 @@ pub async fn status(url: &str, table: Option<&str>, output: Output) -> Result<()
                 display_key_value(*to, k)
             ),
             (Bound::RangeOther(s), _) => s.clone(),
-            (Bound::List(v), _) => format!("IN {v:?}"),
+            (Bound::List(v), _) => format!(
+                "IN ({})",
+                v.iter()
+                    .map(|x| x
+                        .as_deref()
+                        .map(crate::db::quote::literal)
+                        .unwrap_or_else(|| "NULL".into()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             (Bound::Hash { modulus, remainder }, _) => {
                 format!("modulus {modulus} remainder {remainder}")
             }

@@ -11,6 +11,7 @@ use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
+use tracing::Instrument;
 
 use super::pool::Pools;
 use super::secret::target_from_secret;
