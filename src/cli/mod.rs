@@ -1,6 +1,7 @@
 //! The command line: controller | plan | apply | status | crd.
 //! Exit codes: 0 done (or nothing to do), 1 failed, 2 bad input (nothing was changed).
 
+mod import_partman;
 mod run;
 mod status;
 
@@ -71,6 +72,14 @@ enum Command {
     },
     /// Print the CustomResourceDefinition YAML that crds/ holds.
     Crd,
+    /// Print PartitionPolicies equivalent to pg_partman's part_config (for migrating).
+    ImportPartman {
+        #[arg(long, env = "PGPART_DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// Secret name to put in spec.database.secretRef.
+        #[arg(long, default_value = "database")]
+        secret: String,
+    },
 }
 
 pub async fn main() -> ExitCode {
@@ -87,6 +96,10 @@ pub async fn main() -> ExitCode {
             table,
             output,
         } => status::status(&database_url, table.as_deref(), output).await,
+        Command::ImportPartman {
+            database_url,
+            secret,
+        } => import_partman::import(&database_url, &secret).await,
         Command::Crd => {
             print!("{}", crate::policy::crd_yaml());
             Ok(())

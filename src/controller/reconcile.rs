@@ -70,11 +70,23 @@ pub async fn reconcile(
     policy: Arc<PartitionPolicy>,
     ctx: Arc<Ctx>,
 ) -> Result<Requeue, ReconcileError> {
+    // Every log line of the pass carries namespace, policy and table.
+    let span = tracing::info_span!(
+        "reconcile",
+        namespace = %policy.namespace().unwrap_or_default(),
+        policy = %policy.name_any(),
+        table = %policy.spec.table
+    );
+    reconcile_pass(policy, ctx).instrument(span).await
+}
+
+async fn reconcile_pass(
+    policy: Arc<PartitionPolicy>,
+    ctx: Arc<Ctx>,
+) -> Result<Requeue, ReconcileError> {
     let started = Instant::now();
     let ns = policy.namespace().unwrap_or_default();
     let name = policy.name_any();
-    let span = tracing::info_span!("reconcile", namespace = %ns, policy = %name, table = %policy.spec.table);
-    let _enter = span.enter();
     let labels = PolicyLabels {
         namespace: ns.clone(),
         policy: name.clone(),
