@@ -26,7 +26,7 @@ pub fn convert_interval(text: &str) -> Option<String> {
     let unit = match unit.trim_end_matches('s') {
         "year" => "year",
         "mon" | "month" => "month",
-        "day" if n % 7 == 0 => {
+        "day" if n.is_multiple_of(7) => {
             return Some(format!("{} week{}", n / 7, if n == 7 { "" } else { "s" }));
         }
         "day" => "day",
