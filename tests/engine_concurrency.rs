@@ -122,8 +122,10 @@ async fn two_applies_at_once_equal_one_apply(server: &Server) {
             "--now",
             now,
         ];
-        let a = cli::spawn(&args);
-        let b = cli::spawn(&args);
+        // One run with four connections, one with a single connection: both are ordinary
+        // invocations, and the slower one reaches most tables after the faster one is done.
+        let a = cli::spawn(&[&args[..], &["--connections", "4"]].concat());
+        let b = cli::spawn(&[&args[..], &["--connections", "1"]].concat());
         let (a, b): (Run, Run) = tokio::join!(cli::wait(a), cli::wait(b));
         for (who, run) in [("first", &a), ("second", &b)] {
             run.ok(&format!(
