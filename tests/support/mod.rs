@@ -1,4 +1,6 @@
 #![allow(dead_code)]
 pub mod cli;
+pub mod controller;
+pub mod helm;
 pub mod kube;
 pub mod pg;
