@@ -222,7 +222,13 @@ async fn policy_creates_partitions_reports_ready_records_events_and_prints_colum
     assert_eq!(s.partitions, Some(4), "status.partitions");
     assert_eq!(s.oldest.as_deref(), Some(want[0].as_str()));
     assert_eq!(s.newest.as_deref(), Some(want[3].as_str()));
-    assert!(s.covered_until.is_some(), "status.coveredUntil: {s:?}");
+    // Covered until the end of the newest partition (the start of the month after it).
+    let covered_end = expected_monthly("x", 4)[4][3..].to_owned(); // YYYYMM01
+    assert_eq!(
+        s.covered_until.as_deref(),
+        Some(format!("{}-{}-01T00:00:00Z", &covered_end[..4], &covered_end[4..6]).as_str()),
+        "status.coveredUntil"
+    );
     assert!(
         s.last_maintenance_time.is_some(),
         "lastMaintenanceTime: {s:?}"
@@ -321,7 +327,10 @@ async fn policy_creates_partitions_reports_ready_records_events_and_prints_colum
     // must be able to tell what was created, and not see one partition "created" 4 times).
     let client = env.client.clone();
     let ns = env.ns().to_owned();
-    eventually("each created partition named by a PartitionCreated event", WAIT, || {
+    eventually(
+        "each created partition named by a PartitionCreated event",
+        Duration::from_secs(15),
+        || {
         let (client, ns, want) = (client.clone(), ns.clone(), want.clone());
         async move {
             let events = policy_events(&client, &ns, "events").await;
@@ -357,6 +366,55 @@ async fn policy_creates_partitions_reports_ready_records_events_and_prints_colum
 
     let mut controller = controller;
     controller.assert_running();
+    env.teardown(vec![controller]).await;
+}
+
+/// A `kubernetes.io/basic-auth` Secret with host, port and dbname keys (no `uri`) works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_with_separate_keys_connects() {
+    let env = Env::new("e2e-keys", 15).await;
+    env.monthly_table("events").await;
+    let cfg: tokio_postgres::Config = env.db.url.parse().expect("test database URL");
+    let host = match &cfg.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        other => panic!("test server is not on TCP: {other:?}"),
+    };
+    let mut data = serde_json::Map::new();
+    data.insert("host".into(), json!(host));
+    data.insert("port".into(), json!(cfg.get_ports()[0].to_string()));
+    data.insert("dbname".into(), json!(env.db.name));
+    data.insert(
+        "username".into(),
+        json!(cfg.get_user().unwrap_or("postgres")),
+    );
+    data.insert(
+        "password".into(),
+        json!(String::from_utf8_lossy(
+            cfg.get_password().unwrap_or_default()
+        )),
+    );
+    env.secrets
+        .delete(SECRET, &DeleteParams::default())
+        .await
+        .expect("delete the uri Secret");
+    apply(
+        &env.secrets,
+        &json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "keys" },
+            "type": "kubernetes.io/basic-auth", "stringData": data,
+        }),
+    )
+    .await
+    .expect("basic-auth Secret");
+    let controller = env.controller().await;
+    let mut doc = monthly("events", "public.events", 1);
+    doc["spec"]["database"]["secretRef"]["name"] = json!("keys");
+    env.apply_policy(&doc).await;
+    wait_ready(&env.policies, "events", WAIT).await;
+    assert_eq!(
+        env.partition_names("public.events").await,
+        expected_monthly("events", 1)
+    );
     env.teardown(vec![controller]).await;
 }
 
@@ -1147,6 +1205,32 @@ async fn cross_namespace_secret_ref_is_refused_without_reading_it() {
         "the database was changed through another namespace's Secret"
     );
 
+    // A policy in a namespace the controller does not watch is left alone.
+    apply(&other.api::<PartitionPolicy>(), &{
+        let mut d = monthly("unwatched", "public.events", 2);
+        d["spec"]["database"]["secretRef"] = json!({ "name": "shared-db" });
+        d
+    })
+    .await
+    .expect("policy in the other namespace");
+    let unwatched = other.api::<PartitionPolicy>();
+    stays(
+        "the unwatched namespace's policy untouched",
+        Duration::from_secs(3),
+        || {
+            let unwatched = unwatched.clone();
+            async move {
+                match unwatched.get("unwatched").await {
+                    Ok(p) if p.status.is_none() => Ok(()),
+                    Ok(p) => Err(format!("it has a status: {}", conditions_summary(&p))),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        },
+    )
+    .await;
+    assert!(env.partition_names("public.events").await.is_empty());
+
     env.teardown(vec![controller]).await;
     other.cleanup().await;
 }
@@ -1157,7 +1241,11 @@ async fn cross_namespace_secret_ref_is_refused_without_reading_it() {
 async fn metrics_health_and_readiness_endpoints() {
     let env = Env::new("e2e-metrics", 17).await;
     env.monthly_table("events").await;
-    let controller = env.controller().await;
+    let controller = Controller::start_with(Options {
+        extra_args: vec!["--log-format".into(), "json".into()],
+        ..Options::namespace(env.ns())
+    })
+    .await;
 
     for path in ["/healthz", "/readyz"] {
         let (code, body) = controller.get(path).await.expect(path);
@@ -1210,6 +1298,20 @@ async fn metrics_health_and_readiness_endpoints() {
         )
         .is_some_and(|n| n >= 4.0),
         "4 creates counted:\n{text}"
+    );
+
+    // --log-format json: one JSON object a line.
+    let logs = controller.logs();
+    let lines: Vec<&str> = logs.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "no log lines");
+    for line in &lines {
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+        assert!(v.get("level").is_some(), "no level in {line}");
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("events_p")),
+        "the created partitions are logged:\n{logs}"
     );
 
     env.teardown(vec![controller]).await;
