@@ -86,6 +86,7 @@ impl Error {
             Error::InvalidPolicy { .. }
             | Error::TableMissing { .. }
             | Error::Mismatch { .. }
+            | Error::Conflict(_)
             | Error::Input(_) => 2,
             _ => 1,
         }

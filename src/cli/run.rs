@@ -9,9 +9,9 @@ use serde_json::json;
 use super::{Output, RunArgs};
 use crate::db::connect::Target;
 use crate::db::execute::{self, Outcome, can_detach_concurrently};
-use crate::db::observe::observe;
+use crate::db::observe::{observe, observe_and_plan, plan_table};
 use crate::error::{Error, Result};
-use crate::plan::{Plan, action, plan};
+use crate::plan::{Plan, action};
 use crate::policy::{PartitionPolicy, ValidPolicy, file::load_file, validate};
 
 struct Planned {
@@ -53,10 +53,11 @@ pub async fn run(args: RunArgs, apply: bool, output: Output) -> Result<()> {
     let target = Target::from_url(&args.database_url)?;
     if errors.is_empty() {
         let client = target.connect().await?;
-        let observed = observe(&client, None, false).await?;
+        let mut observed = observe(&client, None, false).await?;
         let mut planned = Vec::new();
         for (name, v) in valid {
-            match plan(&v, observed.table(&v.schema, &v.table), now) {
+            let table = observed.take(&v.schema, &v.table);
+            match plan_table(&client, table, &v, now).await {
                 Ok(plan) => planned.push(Planned {
                     policy_name: name,
                     policy: v,
@@ -247,17 +248,16 @@ async fn apply_one(
         policy,
         mut plan,
     } = job;
-    let uncontended = execute::lock_table(
+    execute::lock_table(
         client,
         &plan.ctx,
         policy.lock_timeout.max(std::time::Duration::from_secs(30)),
     )
     .await?;
     let result = async {
-        if !uncontended {
-            let observed = observe(client, Some((&policy.schema, &policy.table)), false).await?;
-            plan = crate::plan::plan(&policy, observed.table(&policy.schema, &policy.table), now)?;
-        }
+        // Under the lock, look again: another run may have done (some of) the work since
+        // the plan was made.
+        plan = observe_and_plan(client, &policy, now).await?.0;
         let mut print = |o: &Outcome| match &o.result {
             Ok(()) if o.rows > 0 => println!(
                 "{}.{}: {} ({} rows moved)",

@@ -17,9 +17,9 @@ use super::pool::Pools;
 use super::secret::target_from_secret;
 use super::status::{DEFAULT_EMPTY, READY, RECONCILING, STALLED, cond, conditions, truncate};
 use crate::db::execute::{self, Outcome};
-use crate::db::observe::observe;
+use crate::db::observe::observe_and_plan;
 use crate::error::Error;
-use crate::plan::{Plan, plan};
+use crate::plan::Plan;
 use crate::policy::{PartitionPolicy, PartitionPolicyStatus, ValidPolicy, validate};
 use crate::telemetry::{ActionLabels, ErrorLabels, Metrics, PolicyLabels, TargetLabels};
 
@@ -304,9 +304,7 @@ async fn pass_inner(
     let pool = ctx.pools.get(key, &target, ctx.pool_size);
     let mut conn = pool.get().await?;
     let now = Utc::now();
-    let table = (valid.schema.as_str(), valid.table.as_str());
-    let observed = observe(&conn, Some(table), false).await?;
-    let first = plan(valid, observed.table(table.0, table.1), now)?;
+    let (first, version) = observe_and_plan(&conn, valid, now).await?;
     if valid.suspend || valid.dry_run || first.actions.is_empty() {
         let pending = first
             .actions
@@ -320,32 +318,27 @@ async fn pass_inner(
         });
     }
 
-    let uncontended = execute::lock_table(
+    execute::lock_table(
         &conn,
         &first.ctx,
         valid.lock_timeout.max(Duration::from_secs(30)),
     )
     .await?;
-    let mut current = first;
-    if !uncontended {
-        let observed = observe(&conn, Some(table), false).await?;
-        current = plan(valid, observed.table(table.0, table.1), now)?;
-    }
-    let outcomes =
-        execute::execute_plan(&mut conn, &current, observed.server_version_num, &mut |o| {
-            tracing::info!(
-                action = o.action.kind(),
-                ok = o.result.is_ok(),
-                "{}",
-                o.description
-            );
-        })
-        .await;
+    // Under the lock, look again: another run may have done the work meanwhile.
+    let current = observe_and_plan(&conn, valid, now).await?.0;
+    let outcomes = execute::execute_plan(&mut conn, &current, version, &mut |o| {
+        tracing::info!(
+            action = o.action.kind(),
+            ok = o.result.is_ok(),
+            "{}",
+            o.description
+        );
+    })
+    .await;
     execute::unlock_table(&conn, &current.ctx).await?;
 
     // Report what is there now, and what is still to do.
-    let observed = observe(&conn, Some(table), false).await?;
-    let after = plan(valid, observed.table(table.0, table.1), now)?;
+    let after = observe_and_plan(&conn, valid, now).await?.0;
     let pending = after
         .actions
         .iter()

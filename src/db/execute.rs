@@ -32,20 +32,10 @@ pub fn can_detach_concurrently(server_version_num: i32, ctx: &TableCtx) -> bool 
     server_version_num >= 140000 && ctx.default_partition.is_none()
 }
 
-/// Hold the table's advisory lock. Returns false when another run held it (the caller
-/// then re-observes before acting, since the other run may have done the work).
-pub async fn lock_table(client: &Client, ctx: &TableCtx, wait: Duration) -> Result<bool> {
+/// Hold the table's advisory lock (session level), waiting up to `wait` for another
+/// pgpart run that holds it. Callers observe and plan again once they have it.
+pub async fn lock_table(client: &Client, ctx: &TableCtx, wait: Duration) -> Result<()> {
     let name = format!("{}.{}", ctx.schema, ctx.table);
-    let got: bool = client
-        .query_one(
-            "SELECT pg_try_advisory_lock($1, hashtext($2))",
-            &[&ADVISORY_NAMESPACE, &name],
-        )
-        .await?
-        .get(0);
-    if got {
-        return Ok(true);
-    }
     client
         .batch_execute(&format!(
             "SET lock_timeout = {}",
@@ -65,7 +55,7 @@ pub async fn lock_table(client: &Client, ctx: &TableCtx, wait: Duration) -> Resu
         }
         other => other,
     })?;
-    Ok(false)
+    Ok(())
 }
 
 pub async fn unlock_table(client: &Client, ctx: &TableCtx) -> Result<()> {
@@ -90,6 +80,7 @@ pub async fn execute_plan(
     let ctx = &plan.ctx;
     let mut outcomes = Vec::new();
     let mut failed = false;
+    let mut guarded = false;
     for a in &plan.actions {
         if failed && matches!(a, Action::Retire { .. }) {
             continue;
@@ -108,6 +99,14 @@ pub async fn execute_plan(
                 other => break other,
             }
         };
+        if result.is_err() && !failed && guarded {
+            // Don't leave the default refusing rows for slots that were not attached.
+            let drop = action::drop_guard(ctx);
+            if let Err(e) = in_transaction(client, ctx, &[drop]).await {
+                tracing::warn!(table = %ctx.table, "could not remove the default partition's guard: {e}");
+            }
+        }
+        guarded |= matches!(a, Action::GuardDefault { .. }) && result.is_ok();
         failed |= result.is_err();
         let outcome = Outcome {
             action: a.clone(),
@@ -291,10 +290,14 @@ async fn repair(
     }
     // Last step, one transaction: hold off new rows into the default, move the stragglers,
     // attach (which checks the default holds none of the slot), drop the helper CHECK.
+    // The parent is locked first: an insert already routed to the default and waiting on
+    // it would otherwise fail its re-check once the default's constraint narrows. Waiting
+    // inserts proceed after the commit, routed to the new partition.
     let tx = client.transaction().await?;
     tx.batch_execute(&format!(
-        "{}; LOCK TABLE {default_q} IN SHARE ROW EXCLUSIVE MODE",
-        lock_timeout_sql(ctx)
+        "{}; LOCK TABLE ONLY {} IN SHARE ROW EXCLUSIVE MODE; LOCK TABLE {default_q} IN SHARE ROW EXCLUSIVE MODE",
+        lock_timeout_sql(ctx),
+        ctx.parent()
     ))
     .await?;
     let n = tx.execute(&move_sql(None), &[]).await? as i64;

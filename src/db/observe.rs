@@ -5,10 +5,14 @@
 use serde::Deserialize;
 use tokio_postgres::Client;
 
+use crate::db::quote::{ident, qualified};
 use crate::error::{Error, Result};
 use crate::plan::action::OWNER_MARK;
-use crate::plan::bounds::{parse_bound, parse_key_value};
-use crate::plan::model::{Bound, DefaultRows, KeyKind, ObservedPartition, ObservedTable, Strategy};
+use crate::plan::bounds::{parse_bound, parse_key_value, render_key_value};
+use crate::plan::model::{
+    Bound, DefaultRows, KeyKind, KeyValue, ObservedPartition, ObservedTable, Strategy,
+};
+use crate::policy::ValidPolicy;
 
 const OBSERVE_SQL: &str = r#"
 WITH parents AS (
@@ -199,5 +203,136 @@ fn convert(raw: RawTable) -> Result<ObservedTable> {
         partitions,
         default_rows,
         max_key,
+        default_slot_keys: Vec::new(),
     })
+}
+
+/// Find which grid slots the DEFAULT partition's rows fall in: one `min(key)` query per
+/// occupied slot, each starting after the previous slot, so a stray row in 1970 costs one
+/// query, not a partition per slot in between. Runs only when the default holds rows.
+pub async fn scan_default(
+    client: &Client,
+    table: &mut ObservedTable,
+    policy: &ValidPolicy,
+    max_slots: usize,
+) -> Result<()> {
+    let (Some(default), [Some(key)], [key_type]) = (
+        table.default_partition().map(|p| p.name.clone()),
+        table.key_columns.as_slice(),
+        table.key_types.as_slice(),
+    ) else {
+        return Ok(());
+    };
+    let Some(kind) = KeyKind::from_sql_type(key_type) else {
+        return Ok(());
+    };
+    if table.default_rows.rows == 0
+        || !matches!(policy.kind, crate::policy::validate::Kind::Range(_))
+    {
+        return Ok(());
+    }
+    let source = format!(
+        "{} WHERE {} IS NOT NULL",
+        qualified(&table.schema, &default),
+        ident(key)
+    );
+    let mut keys = Vec::new();
+    let mut cursor: Option<KeyValue> = None;
+    while keys.len() < max_slots {
+        let filter = match cursor {
+            Some(c) => format!(" AND {} >= {}", ident(key), render_key_value(c, kind)),
+            None => String::new(),
+        };
+        let row = client
+            .query_one(
+                &format!("SELECT min({})::text FROM {source}{filter}", ident(key)),
+                &[],
+            )
+            .await?;
+        let Some(text) = row.get::<_, Option<String>>(0) else {
+            break;
+        };
+        let Ok(k) = parse_key_value(&text, kind) else {
+            break;
+        };
+        keys.push(k);
+        match crate::plan::diff::slot_containing(policy, kind, k) {
+            Some((_, to)) if to != KeyValue::Max && Some(to) != cursor => cursor = Some(to),
+            _ => break,
+        }
+    }
+    table.default_slot_keys = keys;
+    Ok(())
+}
+
+/// Finish observing one policy's table: for a DEFAULT holding rows, the slots they fall
+/// in; for a table that is not there, why (missing, or not partitioned).
+pub async fn complete(
+    client: &Client,
+    table: Option<&mut ObservedTable>,
+    policy: &ValidPolicy,
+) -> Result<()> {
+    match table {
+        Some(t) => scan_default(client, t, policy, crate::plan::diff::MAX_REPAIR_SLOTS + 1).await,
+        None => {
+            let qualified = format!("{}.{}", policy.schema, policy.table);
+            let kind: Option<String> = client
+                .query_opt(
+                    "SELECT c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE n.nspname = $1 AND c.relname = $2",
+                    &[&policy.schema, &policy.table],
+                )
+                .await?
+                .map(|r| r.get(0));
+            Err(match kind.as_deref() {
+                None => Error::TableMissing { table: qualified },
+                Some("r") => Error::mismatch(
+                    "spec.table",
+                    format!(
+                        "table {qualified} exists but is not partitioned: pgpart manages tables created PARTITION BY RANGE, LIST or HASH"
+                    ),
+                ),
+                Some(_) => Error::mismatch(
+                    "spec.table",
+                    format!("{qualified} is not a table (a view, index or sequence?)"),
+                ),
+            })
+        }
+    }
+}
+
+impl Observation {
+    /// Move one table out of the observation (for planning it).
+    pub fn take(&mut self, schema: &str, name: &str) -> Option<ObservedTable> {
+        let i = self
+            .tables
+            .iter()
+            .position(|t| t.schema == schema && t.name == name)?;
+        Some(self.tables.swap_remove(i))
+    }
+}
+
+/// Plan one policy over its observed table, completing the observation first.
+pub async fn plan_table(
+    client: &Client,
+    mut table: Option<ObservedTable>,
+    policy: &ValidPolicy,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<crate::plan::Plan> {
+    complete(client, table.as_mut(), policy).await?;
+    crate::plan::plan(policy, table.as_ref(), now)
+}
+
+/// Observe one policy's table and plan it; also returns the server version.
+pub async fn observe_and_plan(
+    client: &Client,
+    policy: &ValidPolicy,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(crate::plan::Plan, i32)> {
+    let mut o = observe(client, Some((&policy.schema, &policy.table)), false).await?;
+    let table = o.take(&policy.schema, &policy.table);
+    Ok((
+        plan_table(client, table, policy, now).await?,
+        o.server_version_num,
+    ))
 }

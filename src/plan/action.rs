@@ -442,3 +442,12 @@ pub fn drop_guard_next(ctx: &TableCtx) -> String {
         ident(DEFAULT_GUARD_NEXT)
     )
 }
+
+/// Remove the guard altogether: attaches scan the default again, and nothing is refused.
+pub fn drop_guard(ctx: &TableCtx) -> String {
+    format!(
+        "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
+        ctx.child(ctx.default_partition.as_deref().unwrap_or_default()),
+        ident(DEFAULT_GUARD)
+    )
+}

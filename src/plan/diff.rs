@@ -15,6 +15,8 @@ use crate::policy::validate::{Keep, Kind, MAX_IDENT_BYTES, RangePolicy, ValidPol
 /// A range policy never plans more slots than this in one pass: a typo like
 /// `startFrom: 1900-01-01` with hourly partitions must not create a million tables.
 pub const MAX_SLOTS: usize = 5000;
+/// Below this many (estimated) rows in the default partition, attaches just scan it.
+pub const GUARD_MIN_DEFAULT_ROWS: i64 = 100_000;
 /// At most this many slots are repaired out of the default partition per pass.
 pub const MAX_REPAIR_SLOTS: usize = 100;
 
@@ -333,6 +335,19 @@ impl Grid<'_> {
         })
     }
 
+    /// The grid slot a key falls in.
+    fn slot_of(&self, interval: Interval, key: KeyValue) -> Option<RangeSlot> {
+        match (interval, key) {
+            (Interval::Time(step), KeyValue::Time(t)) => {
+                self.slot_from_time(&step, step.floor(self.local_of(t)))
+            }
+            (Interval::Integer(step), KeyValue::Int(v)) => {
+                self.slot_from_int(step, floor_div(v, step))
+            }
+            _ => None,
+        }
+    }
+
     /// Local wall time of a key value (for timestamptz, in the policy's zone).
     fn local_of(&self, v: NaiveDateTime) -> NaiveDateTime {
         match self.kind {
@@ -409,11 +424,7 @@ fn plan_range(
                     }
                 }
             }
-            let mut last = step.shift(current, r.premake as i64);
-            if repair && let (Some(KeyValue::Time(lo)), Some(KeyValue::Time(hi))) = (dmin, dmax) {
-                first = first.min(step.floor(grid.local_of(lo)));
-                last = last.max(step.floor(grid.local_of(hi)));
-            }
+            let last = step.shift(current, r.premake as i64);
             let mut t = first;
             while t <= last {
                 if slots.len() >= MAX_SLOTS {
@@ -451,11 +462,7 @@ fn plan_range(
                     first = first.min(*v);
                 }
             }
-            let mut last = current.saturating_add(step.saturating_mul(r.premake as i64));
-            if repair && let (Some(KeyValue::Int(lo)), Some(KeyValue::Int(hi))) = (dmin, dmax) {
-                first = first.min(floor_div(lo, step));
-                last = last.max(floor_div(hi, step));
-            }
+            let last = current.saturating_add(step.saturating_mul(r.premake as i64));
             let mut v = first;
             while v <= last {
                 if slots.len() >= MAX_SLOTS {
@@ -475,6 +482,31 @@ fn plan_range(
                 v = next;
             }
         }
+    }
+    // Slots holding rows in the default partition. Without a scan of the default, its
+    // oldest and newest keys stand for them (never the whole span between).
+    let occupied: Vec<RangeSlot> = {
+        let keys: Vec<KeyValue> = if table.default_slot_keys.is_empty() {
+            [dmin, dmax].into_iter().flatten().collect()
+        } else {
+            table.default_slot_keys.clone()
+        };
+        let mut v: Vec<RangeSlot> = keys
+            .into_iter()
+            .filter_map(|k| grid.slot_of(r.interval, k))
+            .collect();
+        v.sort_by_key(|s| s.from);
+        v.dedup_by_key(|s| s.from);
+        v
+    };
+    if repair {
+        // Repair makes a home for every occupied slot, even outside the premake window.
+        for o in occupied.iter().take(MAX_REPAIR_SLOTS) {
+            if !slots.iter().any(|s| s.from == o.from) {
+                slots.push(o.clone());
+            }
+        }
+        slots.sort_by_key(|s| s.from);
     }
     if let Some(c) = cutoff {
         slots.retain(|s| s.to > c);
@@ -531,8 +563,7 @@ fn plan_range(
             ));
             continue;
         }
-        let holds_default_rows =
-            matches!((dmin, dmax), (Some(lo), Some(hi)) if s.from <= hi && lo < s.to);
+        let holds_default_rows = occupied.iter().any(|o| o.from == s.from);
         if repair && holds_default_rows {
             if repairs < MAX_REPAIR_SLOTS {
                 repairs += 1;
@@ -554,10 +585,14 @@ fn plan_range(
         }
     }
 
-    // With a DEFAULT partition, guard it against the span from the current slot on, so the
-    // attaches need no scan of it. Only from the current slot on: retention never retires
-    // there, and older keys keep a home in the default.
-    if table.default_partition().is_some()
+    // With a large DEFAULT partition, guard it against the span from the current slot on,
+    // so the attaches need no scan of it. Only from the current slot on: retention never
+    // retires there, and older keys keep a home in the default. A small default is simply
+    // scanned: the guard refuses rows for the new slots from its creation until their
+    // attach, a window worth having only when the scan it saves is long.
+    if table
+        .default_partition()
+        .is_some_and(|d| d.estimated_rows >= GUARD_MIN_DEFAULT_ROWS)
         && let Some(current) = slots.iter().find(|s| s.from <= now_key && now_key < s.to)
     {
         let creates_ahead = actions
@@ -701,4 +736,21 @@ fn parse_start_time(s: &str) -> Result<NaiveDateTime> {
 /// Parse a key value the user gave for a key kind (used by repair and status).
 pub fn parse_user_key(s: &str, kind: KeyKind) -> Result<KeyValue> {
     parse_key_value(s, kind).map_err(Error::Input)
+}
+
+/// The grid slot [from, to) of a range policy that `key` falls in (for scanning the default).
+pub fn slot_containing(
+    policy: &ValidPolicy,
+    kind: KeyKind,
+    key: KeyValue,
+) -> Option<(KeyValue, KeyValue)> {
+    let Kind::Range(r) = &policy.kind else {
+        return None;
+    };
+    let grid = Grid {
+        r,
+        kind,
+        table: &policy.table,
+    };
+    grid.slot_of(r.interval, key).map(|s| (s.from, s.to))
 }

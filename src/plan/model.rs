@@ -124,6 +124,9 @@ pub struct ObservedTable {
     pub default_rows: DefaultRows,
     /// max(key) for an integer range key (None when the table is empty).
     pub max_key: Option<i64>,
+    /// One key from each grid slot that holds rows in the DEFAULT partition, oldest first
+    /// (filled by `db::observe::scan_default` only when the default holds rows).
+    pub default_slot_keys: Vec<KeyValue>,
 }
 
 impl ObservedTable {

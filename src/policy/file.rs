@@ -27,8 +27,15 @@ pub fn parse_documents(text: &str, origin: &str) -> Result<Vec<PartitionPolicy>>
                 i + 1
             )));
         }
-        let policy: PartitionPolicy = serde_yaml::from_value(value)
-            .map_err(|e| Error::Input(format!("{origin}: document {}: {e}", i + 1)))?;
+        // The path (e.g. spec.range) makes "unknown field `premke`" findable.
+        let policy: PartitionPolicy = serde_path_to_error::deserialize(value).map_err(|e| {
+            Error::Input(format!(
+                "{origin}: document {}: {}: {}",
+                i + 1,
+                e.path(),
+                e.inner()
+            ))
+        })?;
         out.push(policy);
     }
     if out.is_empty() {
