@@ -110,7 +110,10 @@ impl From<tokio_postgres::Error> for Error {
             SqlState::INSUFFICIENT_PRIVILEGE => Error::PermissionDenied(msg),
             SqlState::TOO_MANY_CONNECTIONS
             | SqlState::CANNOT_CONNECT_NOW
-            | SqlState::ADMIN_SHUTDOWN => Error::Connect(msg),
+            | SqlState::ADMIN_SHUTDOWN
+            | SqlState::INVALID_PASSWORD
+            | SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+            | SqlState::INVALID_CATALOG_NAME => Error::Connect(msg),
             _ => Error::Database(msg),
         }
     }

@@ -44,6 +44,9 @@ pub struct Ctx {
 
 /// How soon to look again when actions remain (a bounded pass left work for the next).
 const MORE_WORK: Duration = Duration::from_secs(2);
+/// Longest back-off after a transient error: Secrets are not watched (pgpart may only
+/// `get` them), so a fixed Secret is noticed at the next retry.
+const MAX_RETRY: Duration = Duration::from_secs(60);
 /// How soon to look again when only a person can fix it.
 const STALLED_RECHECK: Duration = Duration::from_secs(120);
 
@@ -119,37 +122,25 @@ async fn reconcile_pass(
                 })
                 .inc();
             events.push(match &o.result {
-                Ok(()) => Event {
-                    type_: EventType::Normal,
-                    reason: event_reason(o.action.kind()).into(),
-                    note: Some(truncate(
-                        &if o.rows > 0 {
-                            format!("{} ({} rows moved)", o.description, o.rows)
-                        } else {
-                            o.description.clone()
-                        },
-                        1000,
-                    )),
-                    action: "Reconcile".into(),
-                    secondary: None,
-                },
-                Err(e) => Event {
-                    type_: EventType::Warning,
-                    reason: e.reason().into(),
-                    note: Some(truncate(&format!("{}: {e}", o.description), 1000)),
-                    action: "Reconcile".into(),
-                    secondary: None,
-                },
+                Ok(()) if o.rows > 0 => event(
+                    EventType::Normal,
+                    event_reason(o.action.kind()),
+                    format!("{} ({} rows moved)", o.description, o.rows),
+                ),
+                Ok(()) => event(
+                    EventType::Normal,
+                    event_reason(o.action.kind()),
+                    o.description.clone(),
+                ),
+                Err(e) => event(
+                    EventType::Warning,
+                    e.reason(),
+                    format!("{}: {e}", o.description),
+                ),
             });
         }
         for f in &plan.findings {
-            events.push(Event {
-                type_: EventType::Warning,
-                reason: f.reason.into(),
-                note: Some(truncate(&f.message, 1000)),
-                action: "Reconcile".into(),
-                secondary: None,
-            });
+            events.push(event(EventType::Warning, f.reason, f.message.clone()));
         }
     }
     if let Some(e) = &report.error {
@@ -161,13 +152,7 @@ async fn reconcile_pass(
                 reason: e.reason().into(),
             })
             .inc();
-        events.push(Event {
-            type_: EventType::Warning,
-            reason: e.reason().into(),
-            note: Some(truncate(&e.to_string(), 1000)),
-            action: "Reconcile".into(),
-            secondary: None,
-        });
+        events.push(event(EventType::Warning, e.reason(), e.to_string()));
     }
     for ev in &events {
         if let Err(e) = ctx.recorder.publish(ev, &oref).await {
@@ -221,7 +206,7 @@ async fn reconcile_pass(
             let mut failures = ctx.failures.lock().expect("failures lock");
             let n = failures.entry(uid).or_insert(0);
             *n = (*n + 1).min(6);
-            Duration::from_secs(5 << *n).min(every)
+            Duration::from_secs(5 << *n).min(every).min(MAX_RETRY)
         }
         None => {
             ctx.failures.lock().expect("failures lock").remove(&uid);
@@ -234,6 +219,22 @@ async fn reconcile_pass(
         }
     };
     Ok(Requeue::requeue(requeue))
+}
+
+/// An event whose `action` carries a digest of its note: the Recorder folds repeats of the
+/// same message into one series, while different messages (another partition created)
+/// stay separate events instead of becoming a count on the first.
+fn event(type_: EventType, reason: &str, note: String) -> Event {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    note.hash(&mut h);
+    Event {
+        type_,
+        reason: reason.into(),
+        action: format!("Reconcile-{:016x}", h.finish()),
+        note: Some(truncate(&note, 1000)),
+        secondary: None,
+    }
 }
 
 fn event_reason(kind: &str) -> &'static str {
@@ -399,7 +400,8 @@ async fn claim(
         // The holder may be gone (deleted policies are not reconciled): check it still exists.
         let api: Api<PartitionPolicy> = Api::namespaced(ctx.client.clone(), &hns);
         let alive = matches!(api.get_opt(&hname).await, Ok(Some(p)) if p.uid().as_deref() == Some(uid.as_str()) && p.spec.table == policy.spec.table);
-        let holder_is_older = (hcreated, &hns, &hname) <= (me.created, &me.namespace, &me.name);
+        // Ties (creationTimestamp has whole seconds) keep the current holder.
+        let holder_is_older = hcreated <= me.created;
         if alive && holder_is_older {
             return Err(Error::Conflict(format!(
                 "table {} is already managed by PartitionPolicy {hns}/{hname}; delete one of the two policies",
