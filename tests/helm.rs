@@ -66,9 +66,12 @@ fn assert_same_text(got: &str, want: &str, what: &str, fix: &str) {
     );
 }
 
+/// One RBAC rule: (apiGroups, resources, resourceNames, verbs), each sorted.
+type Rule = (Vec<String>, Vec<String>, Vec<String>, Vec<String>);
+
 /// The rules of a Role or ClusterRole as (apiGroups, resources, resourceNames, verbs),
 /// sorted, for exact comparison.
-fn rules(doc: &Value) -> Vec<(Vec<String>, Vec<String>, Vec<String>, Vec<String>)> {
+fn rules(doc: &Value) -> Vec<Rule> {
     let strings = |v: &Value| -> Vec<String> {
         let mut s: Vec<String> = v
             .as_sequence()
@@ -93,8 +96,6 @@ fn rules(doc: &Value) -> Vec<(Vec<String>, Vec<String>, Vec<String>, Vec<String>
     out.sort();
     out
 }
-
-type Rule = (Vec<String>, Vec<String>, Vec<String>, Vec<String>);
 
 fn rule(groups: &[&str], resources: &[&str], names: &[&str], verbs: &[&str]) -> Rule {
     let v = |s: &[&str]| {
@@ -338,19 +339,20 @@ fn template_with_watch_namespaces_grants_roles_in_those_namespaces_only() {
         }
     }
     for b in helm::of_kind(&docs, "RoleBinding") {
-        let role = roles
-            .iter()
-            .find(|r| {
+        assert!(
+            roles.iter().any(|r| {
                 helm::namespace(r) == helm::namespace(b)
                     && Some(helm::name(r)) == b["roleRef"]["name"].as_str()
-            })
-            .unwrap_or_else(|| panic!("RoleBinding {} names no rendered Role", helm::name(b)));
+            }),
+            "RoleBinding {}/{} names no rendered Role",
+            helm::namespace(b),
+            helm::name(b)
+        );
         assert_eq!(b["subjects"][0]["name"].as_str(), Some("ops-pgpart"));
         assert_eq!(
             b["subjects"][0]["namespace"].as_str(),
             Some("pgpart-system")
         );
-        let _ = role;
     }
     assert_eq!(helm::of_kind(&docs, "RoleBinding").len(), 3);
 
