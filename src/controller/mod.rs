@@ -50,6 +50,15 @@ pub struct Args {
     pub log_format: LogFormat,
     #[arg(long, default_value = "info")]
     pub log_level: String,
+    /// Shift the controller's clock (seconds), for tests and what-ifs, like the CLI's --now.
+    #[arg(
+        long,
+        hide = true,
+        env = "PGPART_CLOCK_OFFSET_SECONDS",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub clock_offset_seconds: i64,
 }
 
 /// Resolves when SIGTERM or Ctrl-C arrives.
@@ -146,6 +155,7 @@ pub async fn run(args: Args) -> Result<()> {
         metrics: metrics.clone(),
         claims: Default::default(),
         failures: Default::default(),
+        clock_offset: chrono::Duration::seconds(args.clock_offset_seconds),
     });
     let apis: Vec<Api<PartitionPolicy>> = if args.namespaces.is_empty() {
         vec![Api::all(client.clone())]

@@ -40,6 +40,8 @@ pub struct Ctx {
     pub claims: Mutex<HashMap<(String, String), Claim>>,
     /// Consecutive transient failures per policy uid, for back-off.
     pub failures: Mutex<HashMap<String, u32>>,
+    /// Added to the wall clock (tests and what-ifs).
+    pub clock_offset: chrono::Duration,
 }
 
 /// How soon to look again when actions remain (a bounded pass left work for the next).
@@ -304,7 +306,7 @@ async fn pass_inner(
 
     let pool = ctx.pools.get(key, &target, ctx.pool_size);
     let mut conn = pool.get().await?;
-    let now = Utc::now();
+    let now = Utc::now() + ctx.clock_offset;
     let (first, version) = observe_and_plan(&conn, valid, now).await?;
     if valid.suspend || valid.dry_run || first.actions.is_empty() {
         let pending = first
