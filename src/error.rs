@@ -22,6 +22,8 @@ pub enum Error {
     Conflict(String),
     #[error("cannot connect to the database: {0}")]
     Connect(String),
+    #[error("Kubernetes API: {0}")]
+    KubeApi(String),
     #[error("permission denied: {0}")]
     PermissionDenied(String),
     /// A lock could not be had within lockTimeout, after retries.
@@ -59,6 +61,7 @@ impl Error {
             Error::Mismatch { .. } => "PolicyMismatch",
             Error::Conflict(_) => "Conflict",
             Error::Connect(_) => "DatabaseUnavailable",
+            Error::KubeApi(_) => "KubernetesApiError",
             Error::PermissionDenied(_) => "PermissionDenied",
             Error::LockTimeout(_) => "LockTimeout",
             Error::CheckViolation(_) => "RowsInDefault",

@@ -81,7 +81,7 @@ pub async fn run(args: Args) -> Result<()> {
     telemetry::init_tracing(args.log_format, &args.log_level);
     let client = Client::try_default()
         .await
-        .map_err(|e| Error::Connect(format!("Kubernetes API: {e}")))?;
+        .map_err(|e| Error::KubeApi(e.to_string()))?;
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -100,15 +100,25 @@ pub async fn run(args: Args) -> Result<()> {
         stopped(stop_rx.clone()),
     ));
 
-    // Prove the API works (and the CRD is installed) before saying ready.
-    Api::<PartitionPolicy>::all(client.clone())
-        .list(&kube::api::ListParams::default().limit(1))
-        .await
-        .map_err(|e| {
-            Error::Connect(format!(
-                "listing PartitionPolicies (is the CRD installed?): {e}"
-            ))
-        })?;
+    // Prove the API works (and the CRD is installed) before saying ready, in the scope the
+    // controller watches: a namespaced install may not list across namespaces.
+    let apis: Vec<Api<PartitionPolicy>> = if args.namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        args.namespaces
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
+    };
+    for api in &apis {
+        api.list(&kube::api::ListParams::default().limit(1))
+            .await
+            .map_err(|e| {
+                Error::KubeApi(format!(
+                    "listing PartitionPolicies (is the CRD installed?): {e}"
+                ))
+            })?;
+    }
     ready.store(true, Ordering::Relaxed);
 
     let identity = args.identity.clone().unwrap_or_else(|| {
@@ -125,12 +135,12 @@ pub async fn run(args: Args) -> Result<()> {
                 .with_grace(args.lease_duration_seconds.div_ceil(3).max(1))
                 .build()
                 .await
-                .map_err(|e| Error::Connect(format!("leader election: {e}")))?;
+                .map_err(|e| Error::KubeApi(format!("leader election: {e}")))?;
         let (mut leader_rx, task) = manager.watch().await;
         tracing::info!(%identity, lease = %args.lease_name, "waiting to become the leader");
         let mut stop = stop_rx.clone();
         let stop_first = tokio::select! {
-            r = leader_rx.wait_for(|l| *l) => { r.map_err(|_| Error::Connect("leader election ended".into()))?; false }
+            r = leader_rx.wait_for(|l| *l) => { r.map_err(|_| Error::KubeApi("leader election ended".into()))?; false }
             _ = stop.wait_for(|s| *s) => true,
         };
         if stop_first {
@@ -157,14 +167,6 @@ pub async fn run(args: Args) -> Result<()> {
         failures: Default::default(),
         clock_offset: chrono::Duration::seconds(args.clock_offset_seconds),
     });
-    let apis: Vec<Api<PartitionPolicy>> = if args.namespaces.is_empty() {
-        vec![Api::all(client.clone())]
-    } else {
-        args.namespaces
-            .iter()
-            .map(|ns| Api::namespaced(client.clone(), ns))
-            .collect()
-    };
     let controllers = futures::future::join_all(apis.into_iter().map(|api| {
         let ctx = ctx.clone();
         let stop = stopped(stop_rx.clone());
@@ -182,7 +184,7 @@ pub async fn run(args: Args) -> Result<()> {
         Some((leader_rx, _)) => {
             tokio::select! {
                 _ = controllers => Ok(()),
-                _ = leader_rx.wait_for(|l| !*l) => Err(Error::Connect("lost leadership; exiting so a fresh start can stand by".into())),
+                _ = leader_rx.wait_for(|l| !*l) => Err(Error::KubeApi("lost leadership; exiting so a fresh start can stand by".into())),
             }
         }
         None => {

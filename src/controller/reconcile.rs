@@ -297,7 +297,7 @@ async fn pass_inner(
                 "pgpart may not read Secret {ns}/{secret_name}"
             )));
         }
-        Err(e) => return Err(Error::Connect(format!("Kubernetes API: {e}"))),
+        Err(e) => return Err(Error::KubeApi(e.to_string())),
     };
     let (target, key) = target_from_secret(&secret)?;
     let description = target.describe();
