@@ -73,9 +73,9 @@ var (
 		{"Stalled", "True", "TableMissing", "table public.events does not exist: create it PARTITION BY RANGE/LIST/HASH first, or fix spec.table"},
 	}
 	blockedByDefaultRows = []cond{
-		{"Ready", "False", "RowsInDefault", "events_p20270101 for [2027-01-01 00:00:00, 2027-02-01 00:00:00) can't be created while the default partition holds rows in that range; set spec.defaultPartition.onRows: Repair to move them"},
+		{"Ready", "False", "RowsInDefault", "events_p20270101 for [2027-01-01T00:00:00Z, 2027-02-01T00:00:00Z) can't be created while the default partition holds rows in that range; set spec.defaultPartition.onRows: Repair to move them"},
 		{"Reconciling", "False", "RowsInDefault", "waiting for a person: rows in the default partition"},
-		{"Stalled", "True", "RowsInDefault", "events_p20270101 for [2027-01-01 00:00:00, 2027-02-01 00:00:00) can't be created while the default partition holds rows in that range; set spec.defaultPartition.onRows: Repair to move them"},
+		{"Stalled", "True", "RowsInDefault", "events_p20270101 for [2027-01-01T00:00:00Z, 2027-02-01T00:00:00Z) can't be created while the default partition holds rows in that range; set spec.defaultPartition.onRows: Repair to move them"},
 		{"DefaultPartitionEmpty", "False", "RowsInDefault", "1200 rows in the default partition"},
 	}
 	suspended = []cond{
