@@ -1,6 +1,7 @@
 #![allow(dead_code)]
 pub mod cli;
 pub mod controller;
+pub mod faults;
 pub mod helm;
 pub mod kube;
 pub mod pg;

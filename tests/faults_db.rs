@@ -1,0 +1,409 @@
+//! Database faults under the CLI: the server restarted in the middle of a pass, a lock
+//! held on the parent for longer than lockTimeout, and `pgpart apply` killed with SIGKILL
+//! in the middle of a default-partition repair. No fixed sleeps: every wait polls a
+//! condition up to a deadline.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::cli::{self, PolicyFile, policy_doc};
+use support::faults::OwnPg;
+use support::pg::{self, TestDb};
+use tokio_postgres::Client;
+
+const NOW: &str = "2026-11-22T10:00:00Z";
+
+/// Poll `check` every 20 ms until it returns true, up to `timeout`; panics with `what`.
+async fn until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Connects, retrying while the server restarts.
+async fn connect_retry(url: &str) -> Client {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
+            Ok((c, conn)) => {
+                tokio::spawn(conn);
+                return c;
+            }
+            Err(e) => {
+                assert!(Instant::now() < deadline, "cannot connect to {url}: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Range partitions of `parent` tile [first.from, last.to) without gap or overlap, and
+/// every table pgpart marked as its own is attached to it.
+async fn assert_tiled(client: &Client, parent: &str, expect: usize) {
+    let bounds = cli::range_bounds(client, parent).await;
+    assert_eq!(bounds.len(), expect, "partitions of {parent}: {bounds:#?}");
+    for w in bounds.windows(2) {
+        assert_eq!(
+            w[0].1, w[1].0,
+            "gap or overlap between {:?} and {:?}",
+            w[0], w[1]
+        );
+    }
+    let strays: Vec<String> = client
+        .query(
+            "SELECT c.relname::text FROM pg_class c
+              WHERE c.relkind = 'r' AND NOT c.relispartition
+                AND obj_description(c.oid, 'pg_class') = 'pgpart: managed partition'",
+            &[],
+        )
+        .await
+        .expect("list stray tables")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        strays.is_empty(),
+        "pgpart tables left unattached: {strays:?}"
+    );
+}
+
+// 1. PostgreSQL restarted in the middle of a pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_restart_mid_pass_then_rerun_completes_without_overlap() {
+    let server = OwnPg::start(17, &[]);
+    let admin = pg::connect(&server.url).await;
+    admin
+        .batch_execute(
+            "CREATE TABLE public.events (id bigint GENERATED ALWAYS AS IDENTITY, at timestamptz NOT NULL, payload text)
+                 PARTITION BY RANGE (at);
+             CREATE INDEX ON public.events (at);",
+        )
+        .await
+        .unwrap();
+    // 2026-05-06 .. 2026-11-22 is 200 days, plus today and 5 ahead: 206 partitions.
+    let policy = policy_doc(
+        "events",
+        "table: public.events
+         range:
+           interval: 1 day
+           premake: 5
+           startFrom: \"2026-05-06\"",
+    );
+    let file = PolicyFile::new(&policy);
+    let child = cli::spawn(&[
+        "apply",
+        "--policy",
+        file.path_str(),
+        "--database-url",
+        &server.url,
+        "--now",
+        NOW,
+    ]);
+    let watcher = pg::connect(&server.url).await;
+    until(
+        "apply attached 20 partitions",
+        Duration::from_secs(60),
+        || async { cli::partitions(&watcher, "public.events").await.len() >= 20 },
+    )
+    .await;
+    server.restart("immediate");
+    let first = cli::wait(child).await;
+    assert!(!first.panicked(), "apply panicked: {}", first.both());
+    let client = connect_retry(&server.url).await;
+    let parts_after_crash = cli::partitions(&client, "public.events").await.len();
+    assert!(
+        first.code != 0 || parts_after_crash == 206,
+        "apply exited 0 after losing its server, with {parts_after_crash} partitions:\n{}",
+        first.both()
+    );
+    if first.code != 0 {
+        assert_eq!(first.code, 1, "{}", first.both());
+    }
+
+    let second = cli::apply(&server.url, &policy, NOW).await;
+    second.ok("apply after the restart");
+    assert_tiled(&client, "public.events", 206).await;
+    let bounds = cli::range_bounds(&client, "public.events").await;
+    assert!(bounds[0].0.starts_with("2026-05-06"), "{:?}", bounds[0]);
+    assert!(bounds[205].1.starts_with("2026-11-28"), "{:?}", bounds[205]);
+    // Rows go where they belong.
+    client
+        .batch_execute("INSERT INTO public.events (at) SELECT g FROM generate_series('2026-05-06'::timestamptz, '2026-11-27 23:00', '1 hour') g")
+        .await
+        .expect("every hour of the covered range has a partition");
+    // And a third run has nothing to do.
+    let third = cli::apply(&server.url, &policy, NOW).await;
+    third.ok("third apply");
+    assert!(
+        third.action_lines().is_empty(),
+        "third run acted: {}",
+        third.both()
+    );
+    drop(client);
+    server.stop();
+}
+
+// 3. A long transaction holds a lock on the parent that ATTACH needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_held_on_parent_times_out_without_blocking_inserts() {
+    let db = TestDb::create(&pg::server(17)).await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE public.events (id bigint GENERATED ALWAYS AS IDENTITY, at timestamptz NOT NULL, payload text)
+                 PARTITION BY RANGE (at);",
+        )
+        .await
+        .unwrap();
+    let small = policy_doc(
+        "events",
+        "table: public.events
+         range:
+           interval: 1 month
+           premake: 1",
+    );
+    cli::apply(&db.url, &small, NOW).await.ok("first apply");
+    assert_eq!(cli::partitions(&db.client, "public.events").await.len(), 2);
+
+    let holder = db.connect().await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE public.events IN SHARE UPDATE EXCLUSIVE MODE")
+        .await
+        .unwrap();
+
+    let wider = policy_doc(
+        "events",
+        "table: public.events
+         range:
+           interval: 1 month
+           premake: 4
+         lockTimeout: 200ms",
+    );
+    let file = PolicyFile::new(&wider);
+    let started = Instant::now();
+    let mut child = cli::spawn(&[
+        "apply",
+        "--policy",
+        file.path_str(),
+        "--database-url",
+        &db.url,
+        "--now",
+        NOW,
+    ]);
+    // While pgpart waits, inserts into existing partitions from other sessions go through.
+    let writer = db.connect().await;
+    writer
+        .batch_execute("SET statement_timeout = '2s'")
+        .await
+        .unwrap();
+    let mut inserts = 0;
+    let mut saw_wait = false;
+    loop {
+        let t = Instant::now();
+        writer
+            .batch_execute(
+                "INSERT INTO public.events (at, payload) VALUES ('2026-11-22 11:00+00', 'during')",
+            )
+            .await
+            .expect("an insert while pgpart waits for its lock");
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "insert took {:?}",
+            t.elapsed()
+        );
+        inserts += 1;
+        let waiting: i64 = writer
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'public.events'::regclass",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        saw_wait |= waiting > 0;
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "apply did not give up within 30 s"
+        );
+    }
+    let run = cli::wait(child).await;
+    let took = started.elapsed();
+    run.expect_code(1, "apply against a held lock");
+    assert!(
+        run.both().to_lowercase().contains("lock timeout"),
+        "message does not name the lock timeout:\n{}",
+        run.both()
+    );
+    assert!(
+        run.both().contains("events"),
+        "message does not name the table:\n{}",
+        run.both()
+    );
+    assert!(
+        took < Duration::from_secs(15),
+        "gave up only after {took:?}"
+    );
+    assert!(inserts > 0);
+    assert!(saw_wait || inserts > 0);
+    assert_eq!(cli::partitions(&db.client, "public.events").await.len(), 2);
+    let during: i64 = db
+        .client
+        .query_one(
+            "SELECT count(*) FROM public.events WHERE payload = 'during'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(during, inserts);
+
+    holder.batch_execute("COMMIT").await.unwrap();
+    cli::apply(&db.url, &wider, NOW)
+        .await
+        .ok("apply once the lock is gone");
+    assert_tiled(&db.client, "public.events", 5).await;
+    drop((holder, writer));
+    db.drop_db().await;
+}
+
+/// count and md5 of `(id, at, payload)` over `from` (a relation or a UNION subquery).
+async fn digest(client: &Client, from: &str) -> (i64, String) {
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT count(*), coalesce(md5(string_agg(format('%s|%s|%s', id, at, payload), ',' ORDER BY id)), '')
+                   FROM {from} t"
+            ),
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("digest of {from}: {e}"));
+    (row.get(0), row.get(1))
+}
+
+// 4. SIGKILL during a default-partition repair.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_repair_loses_no_row_and_next_run_finishes() {
+    let db = TestDb::create(&pg::server(15)).await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE public.events (id bigint NOT NULL, at timestamptz NOT NULL, payload text)
+                 PARTITION BY RANGE (at);
+             CREATE TABLE public.events_default PARTITION OF public.events DEFAULT;
+             INSERT INTO public.events
+               SELECT g, '2026-11-01'::timestamptz + (g % 600000) * interval '4 seconds', repeat(md5(g::text), 4)
+                 FROM generate_series(1, 600000) g;
+             ANALYZE public.events;",
+        )
+        .await
+        .unwrap();
+    let all = "(SELECT id, at, payload FROM public.events)";
+    let before = digest(&db.client, all).await;
+    assert_eq!(before.0, 600_000);
+
+    let policy = policy_doc(
+        "events",
+        "table: public.events
+         range:
+           interval: 1 month
+           premake: 1
+         defaultPartition:
+           create: true
+           onRows: Repair",
+    );
+    let file = PolicyFile::new(&policy);
+    let mut child = cli::spawn(&[
+        "apply",
+        "--policy",
+        file.path_str(),
+        "--database-url",
+        &db.url,
+        "--now",
+        NOW,
+    ]);
+    let watcher = db.connect().await;
+    until("repair moved its first batch", Duration::from_secs(120), || async {
+        let r = watcher
+            .query_one(
+                "SELECT CASE WHEN to_regclass('public.events_p20261101') IS NULL THEN 0
+                        ELSE (xpath('/row/c/text()', query_to_xml('SELECT count(*) AS c FROM public.events_p20261101', false, true, '')))[1]::text::bigint END",
+                &[],
+            )
+            .await;
+        matches!(r, Ok(r) if r.get::<_, i64>(0) > 0)
+    })
+    .await;
+    child.start_kill().expect("SIGKILL apply");
+    let killed = cli::wait(child).await;
+    assert_eq!(
+        killed.code,
+        -1,
+        "apply was not killed mid-way: {}",
+        killed.both()
+    );
+
+    let attached: bool = db
+        .client
+        .query_one(
+            "SELECT relispartition FROM pg_class WHERE oid = 'public.events_p20261101'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        !attached,
+        "the repair finished before the kill: nothing was tested"
+    );
+    let split = "(SELECT id, at, payload FROM public.events_default UNION ALL SELECT id, at, payload FROM public.events_p20261101)";
+    assert_eq!(
+        digest(&db.client, split).await,
+        before,
+        "rows lost or duplicated by the kill"
+    );
+    let in_default = cli::count(&db.client, "public.events_default").await;
+    let in_child = cli::count(&db.client, "public.events_p20261101").await;
+    assert!(
+        in_default > 0 && in_child > 0,
+        "default {in_default}, child {in_child}"
+    );
+
+    cli::apply(&db.url, &policy, NOW)
+        .await
+        .ok("apply after the kill");
+    assert_eq!(
+        digest(&db.client, all).await,
+        before,
+        "rows via the parent after the repair"
+    );
+    assert_eq!(cli::count(&db.client, "public.events_default").await, 0);
+    assert_eq!(
+        cli::count(&db.client, "ONLY public.events_p20261101").await,
+        600_000
+    );
+    let attached: bool = db
+        .client
+        .query_one(
+            "SELECT relispartition FROM pg_class WHERE oid = 'public.events_p20261101'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(attached);
+    assert_tiled(&db.client, "public.events", 2).await; // the default has no FROM/TO
+    drop(watcher);
+    db.drop_db().await;
+}

@@ -1,0 +1,224 @@
+//! Fault injection helpers: a test's own throw-away PostgreSQL server (so it can be
+//! restarted, starved of connections or given TLS without disturbing the shared servers),
+//! and a controller process with any log level.
+//!
+//! * [`OwnPg`]: `pg_up` from `scripts/lib/postgres.sh` in a fresh directory, optionally
+//!   restarted at once with extra `-c name=value` settings; stopped (`pg_down`) and its
+//!   directory removed on drop, also when the test panics.
+//! * [`TraceController`]: `pgpart controller` with a chosen `--log-level` and extra flags,
+//!   its output in a file; killed on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Runs a bash script with `scripts/lib/postgres.sh` sourced; panics with its output on failure.
+pub fn pg_sh(script: &str) -> String {
+    let lib = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lib/postgres.sh");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("set -e; source {lib}; {script}"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run bash");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "bash failed ({}): {script}\n--- stdout\n{stdout}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// A PostgreSQL server of the test's own.
+pub struct OwnPg {
+    pub major: u32,
+    /// Parent directory (removed on drop).
+    pub dir: PathBuf,
+    /// `dir/pg`: data, sock, postgres.log.
+    pub base: PathBuf,
+    pub port: u16,
+    /// Superuser URL to the `postgres` database.
+    pub url: String,
+    stopped: bool,
+}
+
+impl OwnPg {
+    /// Starts a new server. With `settings` (e.g. `["max_connections=10"]`), it is restarted
+    /// at once with those added to the command line (where they win over pg_up's own).
+    pub fn start(major: u32, settings: &[&str]) -> OwnPg {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = PathBuf::from(format!("/tmp/pgf-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create server dir");
+        let url = pg_sh(&format!("pg_up {} pg {major}", dir.display()))
+            .trim()
+            .to_owned();
+        let port: u16 = url
+            .rsplit(':')
+            .next()
+            .and_then(|s| s.split('/').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {url}"));
+        let pg = OwnPg {
+            major,
+            base: dir.join("pg"),
+            dir,
+            port,
+            url,
+            stopped: false,
+        };
+        if !settings.is_empty() {
+            pg.restart_with(settings);
+        }
+        pg
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.base.join("data")
+    }
+
+    /// The command-line options pg_up uses, plus `settings`.
+    fn options(&self, settings: &[&str]) -> String {
+        let mut o = format!(
+            "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories='{}' \
+             -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+             -c max_connections=200 -c shared_preload_libraries=''",
+            self.port,
+            self.base.join("sock").display()
+        );
+        for s in settings {
+            o.push_str(" -c ");
+            o.push_str(s);
+        }
+        o
+    }
+
+    /// Restarts with pg_up's settings plus `settings` (fast shutdown).
+    pub fn restart_with(&self, settings: &[&str]) {
+        let opts = self.options(settings);
+        pg_sh(&format!(
+            "_pg_as \"$(pg_bindir {})\"/pg_ctl restart -w -t 60 -m fast -D {} -l {}/postgres.log -o \"{}\" >/dev/null",
+            self.major,
+            self.data().display(),
+            self.base.display(),
+            opts.replace('"', "\\\"")
+        ));
+    }
+
+    /// Restarts with the same settings; `mode` is a pg_ctl shutdown mode (fast, immediate).
+    pub fn restart(&self, mode: &str) {
+        pg_sh(&format!(
+            "_pg_as \"$(pg_bindir {})\"/pg_ctl restart -w -t 60 -m {mode} -D {} -l {}/postgres.log >/dev/null",
+            self.major,
+            self.data().display(),
+            self.base.display(),
+        ));
+    }
+
+    /// URL of database `db` as `user` (no password), with `query` appended when not empty.
+    pub fn url_for(&self, user: &str, db: &str) -> String {
+        format!("postgresql://{user}@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Writes a file into the server's directory, owned by the server's user with `mode`.
+    pub fn write_owned(&self, name: &str, contents: &[u8], mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.base.join(name);
+        std::fs::write(&path, contents).expect("write server file");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        pg_sh(&format!("chown \"$PGPART_PG_USER:\" {}", path.display()));
+        path
+    }
+
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        let _ = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source {}/scripts/lib/postgres.sh; pg_down {} pg",
+                env!("CARGO_MANIFEST_DIR"),
+                self.dir.display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for OwnPg {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+/// `pgpart controller` watching `ns` with `--log-level level` and `extra` flags; output in
+/// a log file. Killed (and reaped) on drop.
+pub struct TraceController {
+    child: Child,
+    pub log_path: PathBuf,
+}
+
+impl TraceController {
+    pub fn spawn(ns: &str, level: &str, extra: &[&str]) -> TraceController {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let log_path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("{ns}-trace-{}-{n}.log", std::process::id()));
+        let log = std::fs::File::create(&log_path).expect("create controller log");
+        let port = super::controller::free_port();
+        let child = Command::new(super::controller::PGPART)
+            .arg("controller")
+            .args(["--namespace", ns, "--leader-elect=false"])
+            .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+            .args(["--log-level", level])
+            .args(extra)
+            .env("KUBECONFIG", super::kube::kubeconfig_path())
+            .env_remove("PGPART_LOG")
+            .env_remove("RUST_LOG")
+            .env_remove("POD_NAME")
+            .env_remove("POD_NAMESPACE")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn pgpart controller");
+        TraceController { child, log_path }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn log_file(&self) -> &Path {
+        &self.log_path
+    }
+}
+
+impl Drop for TraceController {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let logs = self.logs();
+            let tail: Vec<&str> = logs.lines().rev().take(40).collect();
+            eprintln!(
+                "--- last controller log lines ({})",
+                self.log_path.display()
+            );
+            for l in tail.into_iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
