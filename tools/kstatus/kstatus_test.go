@@ -99,25 +99,35 @@ type testCase struct {
 	want      status.Status
 	// wantMessage is a substring of kstatus' message.
 	wantMessage string
+	// wantFlux is what Flux gives with the healthCheckExprs of gitops/flux/policies.yaml.
+	wantFlux status.Status
 }
 
 var cases = []testCase{
 	// The four states the Flux docs promise.
-	{name: "healthy", conditions: healthy, want: status.CurrentStatus},
-	{name: "progressing", conditions: progressing, want: status.InProgressStatus, wantMessage: "3 actions pending"},
-	{name: "stalled", conditions: stalled, want: status.FailedStatus, wantMessage: "does not exist"},
+	{name: "healthy", conditions: healthy, want: status.CurrentStatus, wantFlux: status.CurrentStatus},
+	{name: "progressing", conditions: progressing, want: status.InProgressStatus, wantMessage: "3 actions pending",
+		wantFlux: status.InProgressStatus},
+	{name: "stalled", conditions: stalled, want: status.FailedStatus, wantMessage: "does not exist",
+		wantFlux: status.FailedStatus},
 	{name: "stale-generation", conditions: healthy, stale: true, want: status.InProgressStatus,
-		wantMessage: "generation is 2, but latest observed generation is 1"},
+		wantMessage: "generation is 2, but latest observed generation is 1", wantFlux: status.InProgressStatus},
 	// More of what pgpart writes.
-	{name: "retrying", conditions: retrying, want: status.InProgressStatus, wantMessage: "will retry"},
+	{name: "retrying", conditions: retrying, want: status.InProgressStatus, wantMessage: "will retry",
+		wantFlux: status.InProgressStatus},
 	{name: "blocked-by-default-rows", conditions: blockedByDefaultRows, want: status.FailedStatus,
-		wantMessage: "can't be created while the default partition holds rows"},
+		wantMessage: "can't be created while the default partition holds rows", wantFlux: status.FailedStatus},
 	// Suspended (or dry run) with actions pending: Ready=False and neither Reconciling nor
 	// Stalled, so kstatus falls back to the Ready condition: InProgress. A Flux
 	// healthCheck or `wait: true` on such a policy waits until its timeout (docs/gitops.md).
 	{name: "suspended-pending", conditions: suspended, specPatch: map[string]any{"suspend": true},
-		want: status.InProgressStatus, wantMessage: "suspended: observing only"},
-	{name: "deleting", conditions: healthy, deleting: true, want: status.TerminatingStatus},
+		want: status.InProgressStatus, wantMessage: "suspended: observing only",
+		// healthCheckExprs count a policy held back on purpose as applied.
+		wantFlux: status.CurrentStatus},
+	// Setting deletionTimestamp bumps metadata.generation, so the status is stale for
+	// Flux's generation check too.
+	{name: "deleting", conditions: healthy, deleting: true, want: status.TerminatingStatus,
+		wantFlux: status.InProgressStatus},
 }
 
 func TestKstatusReadsPartitionPolicyStatus(t *testing.T) {
@@ -127,6 +137,10 @@ func TestKstatusReadsPartitionPolicyStatus(t *testing.T) {
 
 	applyCRD(ctx, t, dyn)
 	ns := createNamespace(ctx, t, dyn)
+	exprs, err := partitionPolicyExprs()
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -173,15 +187,27 @@ func TestKstatusReadsPartitionPolicyStatus(t *testing.T) {
 					tc.name, res.Status, res.Message, tc.want, tc.wantMessage, dump(u.Object["status"]))
 			}
 			t.Logf("%s -> %s: %s", tc.name, res.Status, res.Message)
+
+			// What Flux sees with gitops/flux/policies.yaml's healthCheckExprs.
+			flux, err := fluxStatus(exprs, u)
+			if err != nil {
+				t.Fatalf("healthCheckExprs on %s: %v", tc.name, err)
+			}
+			if flux != tc.wantFlux {
+				t.Fatalf("Flux healthCheckExprs read %s as %s, want %s\nobject status: %s",
+					tc.name, flux, tc.wantFlux, dump(u.Object["status"]))
+			}
+			t.Logf("%s -> flux healthCheckExprs %s", tc.name, flux)
 		})
 	}
 }
 
 // A brand-new policy has no status until pgpart's first pass. kstatus reads an object
-// without conditions or observedGeneration as Current, so a Flux health check can pass
-// before pgpart has looked at the policy. This pins the behaviour docs/gitops.md warns
-// about; if the CRD comes to default status.observedGeneration (e.g. to -1), kstatus
-// reads InProgress instead and both this test and the docs should change.
+// without conditions or observedGeneration as Current, so a plain Flux health check can
+// pass before pgpart has looked at the policy. This pins the behaviour docs/gitops.md
+// warns about (if the CRD comes to default status.observedGeneration, e.g. to -1, kstatus
+// reads InProgress instead), and checks that the healthCheckExprs of
+// gitops/flux/policies.yaml close the gap.
 func TestKstatusNewPolicyWithoutStatus(t *testing.T) {
 	dyn := client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -207,6 +233,18 @@ func TestKstatusNewPolicyWithoutStatus(t *testing.T) {
 		t.Fatalf("new policy (status %s) reads as %s (%q), want %s", dump(u.Object["status"]), res.Status, res.Message, want)
 	}
 	t.Logf("new policy without status -> %s: %s", res.Status, res.Message)
+
+	// With healthCheckExprs there is no status to read yet: Flux can't call it Current
+	// and keeps polling until pgpart writes one (or the Kustomization's timeout).
+	exprs, err := partitionPolicyExprs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if flux, err := fluxStatus(exprs, u); err == nil && flux == status.CurrentStatus {
+		t.Fatalf("healthCheckExprs read a policy without status as Current")
+	} else {
+		t.Logf("new policy without status -> flux healthCheckExprs %s (%v)", flux, err)
+	}
 }
 
 func client(t *testing.T) *dynamic.DynamicClient {
