@@ -450,6 +450,17 @@ fn flux_objects_wait_for_the_policies() {
         policies["spec"]["dependsOn"][0]["name"], "pgpart-controller",
         "the policies wait for the controller"
     );
+    // tools/kstatus evaluates these expressions as Flux does; here: they are there.
+    let exprs = policies["spec"]["healthCheckExprs"]
+        .as_array()
+        .expect("pgpart-policies has healthCheckExprs");
+    let pp = exprs
+        .iter()
+        .find(|e| e["kind"] == "PartitionPolicy" && e["apiVersion"] == "pgpart.io/v1alpha1")
+        .expect("healthCheckExprs for pgpart.io/v1alpha1 PartitionPolicy");
+    for k in ["inProgress", "failed", "current"] {
+        assert!(pp[k].is_string(), "healthCheckExprs entry has no {k}");
+    }
 
     let release = yaml_doc("gitops/flux/controller/helmrelease.yaml");
     assert_eq!(release["apiVersion"], "helm.toolkit.fluxcd.io/v2");
@@ -604,6 +615,8 @@ fn kstatus_reads_partitionpolicy_status_like_flux() {
         "progressing -> InProgress",
         "stalled -> Failed",
         "stale-generation -> InProgress",
+        "suspended-pending -> flux healthCheckExprs Current",
+        "new policy without status -> flux healthCheckExprs",
     ] {
         assert!(
             stdout.contains(state),
