@@ -1,0 +1,584 @@
+#!/usr/bin/env python3
+"""pgpart vs pg_partman 4.7 benchmark driver (run through scripts/bench, which starts the server).
+
+Scenarios (see BENCHMARKS.md):
+  s1  steady state: N monthly tables, nothing to do
+  s2  catch-up: N tables needing 12 new partitions each (+ the psql floor)
+  s3  inserts (pgbench) during maintenance, with and without a 3M-row DEFAULT partition
+  s4  default repair: 2M rows over three days in DEFAULT
+
+Talks to PostgreSQL only through psql/pgbench (no Python driver needed). Writes a JSON
+result file; bench/report.py turns it into the BENCHMARKS.md section.
+"""
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+PGBIN = "/usr/lib/postgresql/15/bin"
+PSQL = f"{PGBIN}/psql"
+PGBENCH = f"{PGBIN}/pgbench"
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def log(*a):
+    print("bench:", *a, file=sys.stderr, flush=True)
+
+
+class Ctx:
+    def __init__(self, args):
+        self.url = args.url
+        self.pgpart = args.pgpart
+        self.tables = args.tables
+        self.runs = args.runs
+        self.smoke = args.smoke
+        self.pglog = args.pglog
+        self.work = tempfile.mkdtemp(prefix="pgpart-bench-")
+        os.chmod(self.work, 0o755)
+        self.today = dt.datetime.now(dt.timezone.utc).date()
+
+    def db_url(self, db):
+        return self.url.rsplit("/", 1)[0] + "/" + db
+
+
+def psql(ctx, db, sql=None, file=None, check=True, timeout=None):
+    """Run SQL through psql; returns (seconds, rc, stdout, stderr)."""
+    cmd = [PSQL, ctx.db_url(db), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"]
+    cmd += ["-f", file] if file else ["-c", sql]
+    t0 = time.monotonic()
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    secs = time.monotonic() - t0
+    if check and p.returncode != 0:
+        raise RuntimeError(f"psql on {db} failed: {p.stderr.strip()[-2000:]}\nSQL: {(sql or file)[:500]}")
+    return secs, p.returncode, p.stdout, p.stderr
+
+
+def q1(ctx, db, sql):
+    return psql(ctx, db, sql)[2].strip()
+
+
+def pgpart(ctx, db, cmd, policy_file, extra=(), check=True):
+    args = [ctx.pgpart, cmd, "--policy", policy_file, "--database-url", ctx.db_url(db), *extra]
+    t0 = time.monotonic()
+    p = subprocess.run(args, capture_output=True, text=True)
+    secs = time.monotonic() - t0
+    if check and p.returncode != 0:
+        raise RuntimeError(f"pgpart {cmd} on {db} failed ({p.returncode}): {p.stderr.strip()[-2000:]}")
+    return secs, p.returncode, p.stdout, p.stderr
+
+
+def write(ctx, name, text):
+    path = os.path.join(ctx.work, name)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o644)
+    return path
+
+
+def tname(i):
+    return f"t{i:04d}"
+
+
+def month_start(d, back=0):
+    y, m = d.year, d.month - back
+    while m <= 0:
+        m += 12
+        y -= 1
+    return dt.date(y, m, 1)
+
+
+def recreate_db(ctx, db, template=None):
+    psql(ctx, "postgres", f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    tpl = f' TEMPLATE "{template}" STRATEGY FILE_COPY' if template else ""
+    psql(ctx, "postgres", f'CREATE DATABASE "{db}"{tpl}')
+
+
+def drop_db(ctx, db):
+    psql(ctx, "postgres", f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+# ---------------------------------------------------------------- generators
+
+TABLE_DDL = "CREATE TABLE public.{t} (id bigint, ts timestamptz NOT NULL, payload text) PARTITION BY RANGE (ts);\n"
+
+
+def gen_tables(n):
+    return "".join(TABLE_DDL.format(t=tname(i)) for i in range(1, n + 1))
+
+
+def gen_policies(tables, interval="1 month", premake=4, start_from=None, extra=""):
+    """A multi-document policy file, one PartitionPolicy per table (bench/policy.yaml.in)."""
+    with open(os.path.join(HERE, "policy.yaml.in")) as f:
+        tpl = f.read()
+    docs = []
+    for t in tables:
+        start = f'\n    startFrom: "{start_from}"' if start_from else ""
+        docs.append(tpl.format(name=t.replace("_", "-"), table=f"public.{t}", interval=interval,
+                               premake=premake, start=start, extra=extra.rstrip()))
+    return "---\n".join(docs)
+
+
+def gen_partman_parents(tables, interval, premake, start=None, default=True):
+    out = []
+    for t in tables:
+        s = f", p_start_partition := '{start}'" if start else ""
+        out.append(f"SELECT partman.create_parent('public.{t}', 'ts', 'native', '{interval}', "
+                   f"p_premake := {premake}{s});\n")
+        if not default:  # pg_partman 4.7 always makes one
+            out.append(f"DROP TABLE public.{t}_default;\n")
+    return "".join(out)
+
+
+def partitions_count(ctx, db):
+    return int(q1(ctx, db, "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                           "WHERE c.relname ~ '^t[0-9]{4}_p' AND c.relispartition"))
+
+
+def install_partman(ctx, db):
+    psql(ctx, db, "CREATE SCHEMA partman; CREATE EXTENSION pg_partman SCHEMA partman;")
+
+
+def timed_runs(n, fn):
+    out = []
+    for _ in range(n):
+        out.append(fn())
+    return out
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+# ---------------------------------------------------------------- lock sampler
+
+SAMPLER_SQL = """
+CREATE UNLOGGED TABLE IF NOT EXISTS bench_lock_samples (
+  at timestamptz, pid int, locktype text, relid oid, mode text, granted bool, waitstart timestamptz);
+CREATE UNLOGGED TABLE IF NOT EXISTS bench_stop (x int);
+CREATE OR REPLACE PROCEDURE bench_sample(max_secs float8) LANGUAGE plpgsql AS $$
+DECLARE
+  deadline timestamptz := clock_timestamp() + make_interval(secs => max_secs);
+  i int := 0;
+BEGIN
+  LOOP
+    INSERT INTO bench_lock_samples
+      SELECT clock_timestamp(), l.pid, l.locktype, l.relation, l.mode, l.granted, l.waitstart
+      FROM pg_locks l
+      WHERE l.pid <> pg_backend_pid()
+        AND (NOT l.granted
+             OR (l.locktype = 'relation' AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                 AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')));
+    i := i + 1;
+    IF i % 50 = 0 THEN
+      COMMIT;
+      EXIT WHEN EXISTS (SELECT 1 FROM bench_stop) OR clock_timestamp() > deadline;
+    END IF;
+    PERFORM pg_sleep(0.002);
+  END LOOP;
+  COMMIT;
+END $$;
+TRUNCATE bench_lock_samples, bench_stop;
+"""
+
+
+class Sampler:
+    """Samples pg_locks every ~2 ms from inside the server (one backend, a plpgsql loop)."""
+
+    def __init__(self, ctx, db, max_secs=900):
+        self.ctx, self.db = ctx, db
+        psql(ctx, db, SAMPLER_SQL)
+        self.t = threading.Thread(target=lambda: psql(ctx, db, f"CALL bench_sample({max_secs})", check=False))
+        self.t.start()
+        time.sleep(0.2)
+
+    def stop(self):
+        psql(self.ctx, self.db, "INSERT INTO bench_stop VALUES (1)")
+        self.t.join()
+        return self
+
+    def longest_wait_ms(self):
+        v = q1(self.ctx, self.db, "SELECT coalesce(max(extract(epoch FROM at - waitstart) * 1000), 0)::numeric(12,1) "
+                                  "FROM bench_lock_samples WHERE NOT granted AND waitstart IS NOT NULL")
+        return float(v)
+
+    def holds(self, relids, modes=("AccessExclusiveLock",), gap_ms=6):
+        """Episodes of a lock held on relids: list of (relid, mode, ms), from contiguous samples."""
+        if not relids:
+            return []
+        rel = ",".join(str(r) for r in relids)
+        md = ",".join(f"'{m}'" for m in modes)
+        rows = q1(self.ctx, self.db,
+                  f"SELECT pid, relid, mode, extract(epoch FROM at) FROM bench_lock_samples "
+                  f"WHERE granted AND locktype = 'relation' AND relid IN ({rel}) AND mode IN ({md}) "
+                  f"ORDER BY pid, relid, mode, at")
+        eps, cur = [], None
+        for line in rows.splitlines():
+            pid, relid, mode, at = line.split("|")
+            key, at = (pid, relid, mode), float(at)
+            if cur and cur[0] == key and at - cur[2] <= gap_ms / 1000:
+                cur[2] = at
+            else:
+                if cur:
+                    eps.append(cur)
+                cur = [key, at, at]
+        if cur:
+            eps.append(cur)
+        # A single sample still means the lock was held for up to one sampling period.
+        return [(k[1], k[2], max((b - a) * 1000, 2.0)) for k, a, b in eps]
+
+
+def log_lock_waits_max_ms(ctx, since_offset):
+    """Longest 'acquired ... after N ms' / 'still waiting ... after N ms' in the server log since offset."""
+    if not ctx.pglog or not os.path.exists(ctx.pglog):
+        return None
+    with open(ctx.pglog, errors="replace") as f:
+        f.seek(since_offset)
+        text = f.read()
+    vals = [float(x) for x in re.findall(r"(?:acquired|still waiting for) \S+ on .*? after ([0-9.]+) ms", text)]
+    return max(vals) if vals else 0.0
+
+
+def log_offset(ctx):
+    return os.path.getsize(ctx.pglog) if ctx.pglog and os.path.exists(ctx.pglog) else 0
+
+
+# ---------------------------------------------------------------- S1 steady state
+
+def s1(ctx, res):
+    n, tables = ctx.tables, [tname(i) for i in range(1, ctx.tables + 1)]
+    start = month_start(ctx.today, 4).isoformat()
+    log(f"s1: setting up {n} tables for pgpart and for pg_partman")
+    recreate_db(ctx, "s1_pgpart")
+    psql(ctx, "s1_pgpart", file=write(ctx, "s1_tables.sql", gen_tables(n)))
+    pol = write(ctx, "s1_policy.yaml", gen_policies(tables, premake=4, start_from=start))
+    pgpart(ctx, "s1_pgpart", "apply", pol)
+    recreate_db(ctx, "s1_partman")
+    install_partman(ctx, "s1_partman")
+    psql(ctx, "s1_partman", file=write(ctx, "s1_tables.sql", gen_tables(n)))
+    psql(ctx, "s1_partman", file=write(ctx, "s1_partman.sql",
+                                       gen_partman_parents(tables, "monthly", 4, start=start)))
+    r = {"tables": n,
+         "partitions_pgpart": partitions_count(ctx, "s1_pgpart"),
+         "partitions_partman": partitions_count(ctx, "s1_partman")}
+    # warm both once (catalog caches are per backend, so each run is a cold backend anyway)
+    pgpart(ctx, "s1_pgpart", "apply", pol)
+    psql(ctx, "s1_partman", "CALL partman.run_maintenance_proc()")
+    for conns in (1, 2):
+        runs = []
+        for _ in range(ctx.runs):
+            secs, _, out, err = pgpart(ctx, "s1_pgpart", "apply", pol, ["--connections", str(conns)])
+            runs.append(secs)
+        r[f"pgpart_c{conns}"] = runs
+    r["pgpart_noop_output"] = (out + err).strip()[-300:]
+    r["partman_proc"] = timed_runs(ctx.runs, lambda: psql(ctx, "s1_partman", "CALL partman.run_maintenance_proc()")[0])
+    r["partman_fn"] = timed_runs(ctx.runs, lambda: psql(ctx, "s1_partman", "SELECT partman.run_maintenance()")[0])
+    r["psql_startup"] = timed_runs(ctx.runs, lambda: psql(ctx, "s1_partman", "SELECT 1")[0])
+    r["partitions_after_pgpart"] = partitions_count(ctx, "s1_pgpart")
+    r["partitions_after_partman"] = partitions_count(ctx, "s1_partman")
+    res["s1"] = r
+    drop_db(ctx, "s1_pgpart")
+    drop_db(ctx, "s1_partman")
+    log(f"s1: pgpart c1 {med(r['pgpart_c1']):.3f}s, proc {med(r['partman_proc']):.3f}s, fn {med(r['partman_fn']):.3f}s")
+
+
+# ---------------------------------------------------------------- S2 catch-up
+
+def floor_sql(plan_json, tables_subset=None):
+    """The statements pgpart would run, each action its own transaction."""
+    out = []
+    for p in plan_json:
+        t = p["table"].split(".", 1)[1]
+        if tables_subset is not None and t not in tables_subset:
+            continue
+        for a in p["actions"]:
+            stmts = [s for s in a["sql"] if not s.lstrip().startswith("--")]
+            out.append("BEGIN;\n" + "".join(s.rstrip(";") + ";\n" for s in stmts) + "COMMIT;\n")
+    return "".join(out)
+
+
+def s2(ctx, res):
+    n, tables = ctx.tables, [tname(i) for i in range(1, ctx.tables + 1)]
+    start = month_start(ctx.today, 4).isoformat()
+    log(f"s2: setting up template databases ({n} tables, 9 partitions each)")
+    pol4 = write(ctx, "s2_policy4.yaml", gen_policies(tables, premake=4, start_from=start))
+    pol16 = write(ctx, "s2_policy16.yaml", gen_policies(tables, premake=16, start_from=start))
+    recreate_db(ctx, "s2_pgpart_tpl")
+    psql(ctx, "s2_pgpart_tpl", file=write(ctx, "s2_tables.sql", gen_tables(n)))
+    pgpart(ctx, "s2_pgpart_tpl", "apply", pol4)
+    recreate_db(ctx, "s2_partman_tpl")
+    install_partman(ctx, "s2_partman_tpl")
+    psql(ctx, "s2_partman_tpl", file=write(ctx, "s2_tables.sql", gen_tables(n)))
+    psql(ctx, "s2_partman_tpl", file=write(ctx, "s2_partman.sql", gen_partman_parents(tables, "monthly", 4, start=start)))
+    # 12 more partitions ahead for every table: premake 4 -> 16 (infinite_time_partitions: no data needed)
+    psql(ctx, "s2_partman_tpl", "UPDATE partman.part_config SET premake = 16, infinite_time_partitions = true")
+    base_pg, base_pm = partitions_count(ctx, "s2_pgpart_tpl"), partitions_count(ctx, "s2_partman_tpl")
+    r = {"tables": n, "base_partitions_pgpart": base_pg, "base_partitions_partman": base_pm,
+         "expected_new": 12 * n, "runs": {}}
+
+    # the floor's SQL, from pgpart plan on a clone
+    recreate_db(ctx, "s2_run", "s2_pgpart_tpl")
+    _, _, out, _ = pgpart(ctx, "s2_run", "plan", pol16, ["--output", "json"])
+    plan = json.loads(out)
+    r["planned_actions"] = sum(len(p["actions"]) for p in plan)
+    f1 = write(ctx, "s2_floor_all.sql", floor_sql(plan))
+    half = set(tables[: n // 2])
+    fa = write(ctx, "s2_floor_a.sql", floor_sql(plan, half))
+    fb = write(ctx, "s2_floor_b.sql", floor_sql(plan, set(tables) - half))
+
+    def run_case(name, tpl, fn):
+        recreate_db(ctx, "s2_run", tpl)
+        psql(ctx, "s2_run", "CHECKPOINT")
+        secs, ok, note = fn()
+        made = partitions_count(ctx, "s2_run")
+        base = base_pg if tpl == "s2_pgpart_tpl" else base_pm
+        r["runs"].setdefault(name, []).append({"secs": secs, "ok": ok, "new_partitions": made - base, "note": note})
+        log(f"s2: {name}: {secs:.2f}s ok={ok} new={made - base} {note[:120]}")
+
+    def pgpart_apply(conns):
+        def go():
+            secs, rc, out, err = pgpart(ctx, "s2_run", "apply", pol16, ["--connections", str(conns)], check=False)
+            shm = "out of shared memory" in (out + err)
+            return secs, rc == 0 and not shm, ("lock-table overflow! " if shm else "") + (err.strip()[-200:] if rc else "")
+        return go
+
+    def psql_files(files):
+        def go():
+            t0 = time.monotonic()
+            procs = [subprocess.Popen([PSQL, ctx.db_url("s2_run"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", f],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for f in files]
+            errs = [p.communicate()[1] for p in procs]
+            secs = time.monotonic() - t0
+            ok = all(p.returncode == 0 for p in procs)
+            return secs, ok, " ".join(e.strip()[-200:] for e in errs if e.strip())
+        return go
+
+    def partman(sql):
+        def go():
+            secs, rc, _, err = psql(ctx, "s2_run", sql, check=False)
+            return secs, rc == 0, err.strip()[-200:]
+        return go
+
+    cases = [
+        ("pgpart --connections 1", "s2_pgpart_tpl", pgpart_apply(1)),
+        ("psql floor, 1 connection", "s2_pgpart_tpl", psql_files([f1])),
+        ("pgpart --connections 2", "s2_pgpart_tpl", pgpart_apply(2)),
+        ("psql floor, 2 connections", "s2_pgpart_tpl", psql_files([fa, fb])),
+        ("partman.run_maintenance_proc()", "s2_partman_tpl", partman("CALL partman.run_maintenance_proc()")),
+    ]
+    for i in range(ctx.runs):
+        for name, tpl, fn in cases:
+            run_case(name, tpl, fn)
+    # run_maintenance() is one transaction; it is expected to fail, so one run suffices
+    # (a second when it unexpectedly succeeds, to have a median)
+    for _ in range(1 if ctx.smoke else 2):
+        run_case("partman.run_maintenance()", "s2_partman_tpl", partman("SELECT partman.run_maintenance()"))
+        if not r["runs"]["partman.run_maintenance()"][-1]["ok"]:
+            break
+    res["s2"] = r
+    for d in ("s2_run", "s2_pgpart_tpl", "s2_partman_tpl"):
+        drop_db(ctx, d)
+
+
+# ---------------------------------------------------------------- S3 inserts during maintenance
+
+def s3(ctx, res):
+    default_rows = 20000 if ctx.smoke else 3_000_000
+    duration = 6 if ctx.smoke else 20
+    rate = 200
+    start = month_start(ctx.today, 24).isoformat()
+    r = {"default_rows": default_rows, "pgbench_rate": rate, "pgbench_clients": 2, "cases": []}
+    script = write(ctx, "s3_insert.sql",
+                   "INSERT INTO public.hot (id, ts, payload) VALUES (:id, now() - random() * interval '10 days', 'x');\n"
+                   .replace(":id", "(random() * 1e9)::bigint"))
+    for with_default in (False, True):
+        for tool in ("pgpart", "pg_partman"):
+            db = "s3_run"
+            recreate_db(ctx, db)
+            psql(ctx, db, TABLE_DDL.format(t="hot"))
+            extra = "  defaultPartition:\n    create: true\n    onRows: Report\n" if with_default else ""
+            if tool == "pgpart":
+                pol_a = write(ctx, "s3_a.yaml", gen_policies(["hot"], premake=4, start_from=start, extra=extra))
+                pol_b = write(ctx, "s3_b.yaml", gen_policies(
+                    ["hot"], premake=16, start_from=start,
+                    extra=extra + "  retention:\n    keep: 12 months\n    action: Detach\n    maxPerPass: 100\n"))
+                if with_default:  # the default and its rows exist before pgpart's first pass
+                    psql(ctx, db, "CREATE TABLE public.hot_default PARTITION OF public.hot DEFAULT")
+            else:
+                install_partman(ctx, db)
+                psql(ctx, db, gen_partman_parents(["hot"], "monthly", 4, start=start, default=with_default))
+            if with_default:
+                psql(ctx, db, f"INSERT INTO public.hot SELECT g, timestamptz '1990-01-01' + g * interval '1 second', "
+                              f"md5(g::text) FROM generate_series(1, {default_rows}) g")
+            if tool == "pgpart":
+                pgpart(ctx, db, "apply", pol_a)
+            psql(ctx, db, "VACUUM ANALYZE public.hot")
+            parts_before = int(q1(ctx, db, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'public.hot'::regclass"))
+            dflt = q1(ctx, db, "SELECT c.oid FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                               "WHERE i.inhparent = 'public.hot'::regclass AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT'")
+            parent = q1(ctx, db, "SELECT 'public.hot'::regclass::oid")
+            logdir = os.path.join(ctx.work, f"s3_{tool}_{int(with_default)}")
+            os.makedirs(logdir, exist_ok=True)
+            os.chmod(logdir, 0o777)
+            smp = Sampler(ctx, db)
+            off = log_offset(ctx)
+            bench = subprocess.Popen([PGBENCH, "-n", "-c", "2", "-j", "2", "-R", str(rate), "-T", str(duration),
+                                      "-l", "--log-prefix", os.path.join(logdir, "pgbench"), "-f", script,
+                                      ctx.db_url(db)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            time.sleep(2)
+            t0 = time.monotonic()
+            if tool == "pgpart":
+                secs, rc, out, err = pgpart(ctx, db, "apply", pol_b, ["--connections", "1"], check=False)
+                ok, note = rc == 0, err.strip()[-300:]
+                log(f"s3: pgpart output: {out.strip()[-600:]}")
+            else:
+                psql(ctx, db, "UPDATE partman.part_config SET premake = 16, infinite_time_partitions = true, "
+                              "retention = '12 months', retention_keep_table = true")
+                secs, rc, _, err = psql(ctx, db, "CALL partman.run_maintenance_proc()", check=False)
+                ok, note = rc == 0, err.strip()[-300:]
+            maint_end = time.monotonic() - t0
+            bout = bench.communicate()[0]
+            smp.stop()
+            lat, failed = [], 0
+            for fn in os.listdir(logdir):
+                with open(os.path.join(logdir, fn)) as f:
+                    for line in f:
+                        parts = line.split()
+                        if len(parts) >= 6:
+                            if parts[2] in ("failed", "skipped"):
+                                failed += 1
+                            else:
+                                lat.append(int(parts[2]) / 1000.0)
+            lat.sort()
+            pct = (lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else None)
+            holds = smp.holds([dflt] if dflt else [])
+            parent_holds = smp.holds([parent])
+            parts_after = int(q1(ctx, db, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'public.hot'::regclass"))
+            case = {
+                "tool": tool, "default": with_default, "maintenance_secs": round(secs, 3), "ok": ok, "note": note,
+                "partitions_before": parts_before, "partitions_after": parts_after,
+                "inserts": len(lat), "insert_errors": failed + bout.count("ERROR"),
+                "p50_ms": pct(0.50), "p99_ms": pct(0.99), "max_ms": lat[-1] if lat else None,
+                "longest_lock_wait_ms_sampled": smp.longest_wait_ms(),
+                "longest_lock_wait_ms_log": log_lock_waits_max_ms(ctx, off),
+                "default_access_exclusive_episodes": len(holds),
+                "default_access_exclusive_max_ms": round(max((h[2] for h in holds), default=0), 1),
+                "default_access_exclusive_median_ms": round(med([h[2] for h in holds]) or 0, 1),
+                "parent_access_exclusive_max_ms": round(max((h[2] for h in parent_holds), default=0), 1),
+                "parent_access_exclusive_episodes": len(parent_holds),
+            }
+            if maint_end > duration - 2:
+                case["note"] += " (maintenance outlasted the pgbench run)"
+            r["cases"].append(case)
+            log(f"s3: {case}")
+            drop_db(ctx, db)
+    res["s3"] = r
+
+
+# ---------------------------------------------------------------- S4 default repair
+
+CHECKSUM = "SELECT count(*) || ' ' || md5(string_agg(md5(r::text), '' ORDER BY r.id)) FROM public.rp r"
+
+
+def s4(ctx, res):
+    rows = 20000 if ctx.smoke else 2_000_000
+    d0 = ctx.today - dt.timedelta(days=3)
+    load = (f"INSERT INTO public.rp SELECT g, timestamptz '{d0}' + (g % 3) * interval '1 day' "
+            f"+ (g / 3 % 86400) * interval '1 second', md5(g::text) FROM generate_series(1, {rows}) g")
+    ddl = "CREATE TABLE public.rp (id bigint NOT NULL, ts timestamptz NOT NULL, payload text) PARTITION BY RANGE (ts);\n"
+    r = {"rows": rows, "days": 3, "cases": []}
+    pol = write(ctx, "s4.yaml", gen_policies(["rp"], interval="1 day", premake=2,
+                                             extra="  defaultPartition:\n    create: true\n    onRows: Repair\n"))
+    for tool in ("pgpart", "pg_partman", "floor"):
+        for run in range(max(1, ctx.runs if not ctx.smoke else 1)):
+            db = "s4_run"
+            recreate_db(ctx, db)
+            psql(ctx, db, ddl + "SET TimeZone = 'UTC';\n")
+            if tool == "pg_partman":
+                install_partman(ctx, db)
+                psql(ctx, db, f"SELECT partman.create_parent('public.rp', 'ts', 'native', 'daily', p_premake := 2, "
+                              f"p_start_partition := '{ctx.today}')")
+            else:
+                psql(ctx, db, "CREATE TABLE public.rp_default PARTITION OF public.rp DEFAULT")
+            psql(ctx, db, load)
+            psql(ctx, db, "VACUUM ANALYZE public.rp")
+            dflt_name = q1(ctx, db, "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                                    "WHERE i.inhparent = 'public.rp'::regclass AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT'")
+            in_default_before = int(q1(ctx, db, f"SELECT count(*) FROM public.{dflt_name}"))
+            before = q1(ctx, db, CHECKSUM)
+            relids = q1(ctx, db, f"SELECT 'public.rp'::regclass::oid || ',' || 'public.{dflt_name}'::regclass::oid").split(",")
+            smp = Sampler(ctx, db)
+            if tool == "pgpart":
+                secs, rc, out, err = pgpart(ctx, db, "apply", pol, ["--connections", "1"], check=False)
+            elif tool == "pg_partman":
+                secs, rc, out, err = psql(ctx, db, "CALL partman.partition_data_proc('public.rp', p_batch := 100, p_wait := 0)", check=False)
+            else:
+                stmts = []
+                for k in range(3):
+                    a, b = d0 + dt.timedelta(days=k), d0 + dt.timedelta(days=k + 1)
+                    p = f"rp_p{a.strftime('%Y%m%d')}"
+                    pred = f"ts >= '{a} 00:00+00' AND ts < '{b} 00:00+00'"
+                    stmts.append(
+                        f"BEGIN;\nCREATE TABLE public.{p} (LIKE public.rp INCLUDING ALL);\n"
+                        f"WITH m AS (DELETE FROM ONLY public.rp_default WHERE {pred} RETURNING *) INSERT INTO public.{p} SELECT * FROM m;\n"
+                        f"ALTER TABLE public.{p} ADD CONSTRAINT b CHECK ({pred});\n"
+                        f"ALTER TABLE public.rp ATTACH PARTITION public.{p} FOR VALUES FROM ('{a} 00:00+00') TO ('{b} 00:00+00');\n"
+                        f"ALTER TABLE public.{p} DROP CONSTRAINT b;\nCOMMIT;\n")
+                secs, rc, out, err = psql(ctx, db, file=write(ctx, "s4_floor.sql", "".join(stmts)), check=False)
+            smp.stop()
+            after = q1(ctx, db, CHECKSUM)
+            in_default_after = int(q1(ctx, db, f"SELECT count(*) FROM public.{dflt_name}"))
+            holds = smp.holds(relids, modes=("ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock"))
+            worst = max(holds, key=lambda h: h[2], default=None)
+            case = {"tool": tool, "secs": round(secs, 3), "ok": rc == 0, "note": err.strip()[-300:],
+                    "rows_in_default_before": in_default_before, "rows_in_default_after": in_default_after,
+                    "checksum_same": before == after, "checksum_before": before, "checksum_after": after,
+                    "longest_write_blocking_lock_ms": round(worst[2], 1) if worst else 0,
+                    "longest_lock": (f"{worst[1]} on {'parent' if worst[0] == relids[0] else 'default'}" if worst else "-"),
+                    "longest_lock_wait_ms": smp.longest_wait_ms()}
+            r["cases"].append(case)
+            log(f"s4: {case}")
+            drop_db(ctx, db)
+    res["s4"] = r
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--url", required=True)
+    ap.add_argument("--pgpart", required=True)
+    ap.add_argument("--tables", type=int, default=1000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--scenarios", default="s1,s2,s3,s4")
+    ap.add_argument("--pglog")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    ctx = Ctx(args)
+    res = {"tables": args.tables, "runs": args.runs, "smoke": args.smoke, "errors": {}}
+    if os.path.exists(args.out):
+        with open(args.out) as f:
+            res.update({k: v for k, v in json.load(f).items() if k.startswith("s")})
+    failed = False
+    for s in args.scenarios.split(","):
+        t0 = time.monotonic()
+        try:
+            globals()[s](ctx, res)
+        except Exception as e:  # keep going: later scenarios still produce numbers
+            failed = True
+            res["errors"][s] = str(e)[-2000:]
+            log(f"{s} FAILED: {e}")
+        res.setdefault("elapsed", {})[s] = round(time.monotonic() - t0, 1)
+        with open(args.out, "w") as f:
+            json.dump(res, f, indent=1, default=str)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""Turns bench/bench.py's JSON into the results section of BENCHMARKS.md.
+
+Without --write, prints the section. With --write FILE, replaces the text between the
+`<!-- bench:results:begin -->` / `<!-- bench:results:end -->` markers (appends them if
+absent); the hand-written analysis around them is kept.
+"""
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+
+BEGIN, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def f(x, nd=3):
+    return "—" if x is None else f"{x:.{nd}f}"
+
+
+def verdict(ok):
+    return "**met**" if ok else "**missed**"
+
+
+def machine(pgver, rev):
+    mem = "?"
+    try:
+        with open("/proc/meminfo") as fh:
+            kb = int(fh.readline().split()[1])
+            mem = f"{kb / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), "?")
+    except OSError:
+        pass
+    load = os.getloadavg()[0]
+    return (f"- date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}\n"
+            f"- machine: {os.cpu_count()} cores ({cpu}), {mem} memory, load average at the end {load:.1f} "
+            f"(other test suites were running: numbers are noisy)\n"
+            f"- PostgreSQL: {pgver.split(',')[0]}, fsync off, max_locks_per_transaction 64, pg_partman 4.7.2\n"
+            f"- pgpart: git {rev}, release build\n")
+
+
+def s1(r, out):
+    n = r["tables"]
+    pg1, pg2 = med(r["pgpart_c1"]), med(r["pgpart_c2"])
+    proc, fn = med(r["partman_proc"]), med(r["partman_fn"])
+    out.append(f"### 1. Steady state: {n} monthly tables, nothing to do\n")
+    out.append(f"Median of {len(r['pgpart_c1'])} runs, wall time of the whole command (psql/pgpart start-up "
+               f"included; a bare `psql -c 'SELECT 1'` takes {f(med(r['psql_startup']))} s). "
+               f"Partitions: pgpart {r['partitions_pgpart']}, pg_partman {r['partitions_partman']}; "
+               f"unchanged after the runs: pgpart {r['partitions_after_pgpart']}, pg_partman {r['partitions_after_partman']}.\n")
+    out.append("| command | median s | runs (s) | × pgpart (--connections 1) |\n|---|---:|---|---:|")
+    for name, xs in (("`pgpart apply --connections 1`", r["pgpart_c1"]), ("`pgpart apply --connections 2`", r["pgpart_c2"]),
+                     ("`CALL partman.run_maintenance_proc()`", r["partman_proc"]),
+                     ("`SELECT partman.run_maintenance()`", r["partman_fn"])):
+        m = med(xs)
+        out.append(f"| {name} | {f(m)} | {', '.join(f(x) for x in xs)} | {f(m / pg1 if pg1 else None, 1)} |")
+    ratio = proc / min(pg1, pg2)
+    out.append(f"\nTarget pgpart ≥ 20× faster than run_maintenance_proc: {ratio:.1f}× → {verdict(ratio >= 20)}\n")
+
+
+def s2(r, out):
+    n = r["tables"]
+    runs = r["runs"]
+    out.append(f"### 2. Catch-up: {n} tables needing 12 new monthly partitions each\n")
+    out.append("Each run starts from a fresh copy of a template database (CREATE DATABASE … TEMPLATE). "
+               "pgpart goes from premake 4 to premake 16; pg_partman from premake 4 to 16 with "
+               "`infinite_time_partitions` (no data needed). The floor is the exact SQL of `pgpart plan "
+               "--output json` (CREATE … LIKE, COMMENT, ATTACH; one transaction per partition) fed to psql; "
+               "for two connections the tables are split in halves and two psql run at once. "
+               f"Base partitions: pgpart {r['base_partitions_pgpart']}, pg_partman {r['base_partitions_partman']}.\n")
+    out.append("| command | median s | ms per new partition | new partitions | ok | runs (s) | note |\n|---|---:|---:|---:|---|---|---|")
+    meds = {}
+    for name, rs in runs.items():
+        okr = [x for x in rs if x["ok"]]
+        m = med([x["secs"] for x in (okr or rs)])
+        meds[name] = m if okr else None
+        newp = max(x["new_partitions"] for x in rs)
+        per = m * 1000 / newp if newp else None
+        notes = "; ".join(sorted({x["note"].replace("\n", " ").replace("|", "/")[:160] for x in rs if x["note"]}))
+        out.append(f"| {name} | {f(m, 2)} | {f(per, 2)} | {newp} | {'yes' if okr else '**failed**'} | "
+                   f"{', '.join(f(x['secs'], 2) for x in rs)} | {notes} |")
+    g = meds.get
+    checks = []
+    for c, fl in ((1, "psql floor, 1 connection"), (2, "psql floor, 2 connections")):
+        a, b = g(f"pgpart --connections {c}"), g(fl)
+        if a and b:
+            checks.append(f"- pgpart --connections {c} within 1.2× of {fl}: {a / b:.2f}× → {verdict(a / b <= 1.2)}")
+    p = min(x for x in (g("pgpart --connections 1"), g("pgpart --connections 2")) if x) if (g("pgpart --connections 1") or g("pgpart --connections 2")) else None
+    if p and g("partman.run_maintenance_proc()"):
+        ratio = g("partman.run_maintenance_proc()") / p
+        checks.append(f"- pgpart ≥ 3× faster than run_maintenance_proc (best pgpart vs proc): {ratio:.2f}× → {verdict(ratio >= 3)}")
+    overflow = any("out of shared memory" in x["note"] or "lock-table" in x["note"]
+                   for name, rs in runs.items() if name.startswith("pgpart") for x in rs)
+    pg_ok = all(x["ok"] for name, rs in runs.items() if name.startswith("pgpart") for x in rs)
+    checks.append(f"- pgpart never overflows the lock table (all runs succeeded: {pg_ok}) → {verdict(not overflow and pg_ok)}")
+    fn = runs.get("partman.run_maintenance()", [])
+    if fn:
+        checks.append(f"- `run_maintenance()` (one transaction): {'failed as expected: ' + fn[0]['note'][:120] if not fn[0]['ok'] else 'succeeded at this scale'}")
+    out.append("\n" + "\n".join(checks) + "\n")
+
+
+def s3(r, out):
+    out.append("### 3. Inserts during maintenance\n")
+    out.append(f"One table `hot` (monthly, 24 months back + premake 4). pgbench, {r['pgbench_clients']} clients at "
+               f"{r['pgbench_rate']} inserts/s in total (`-R`), inserting rows of the last 10 days; after 2 s the "
+               "maintenance goes from premake 4 to 16 and retires partitions older than 12 months (pgpart: "
+               "retention Detach; pg_partman: retention 12 months, retention_keep_table). Variant with a DEFAULT "
+               f"partition holding {r['default_rows']:,} rows (from 1990, outside every range). Latency from "
+               "`pgbench -l` (per insert, includes schedule lag). Locks are sampled from pg_locks every ~2 ms by "
+               "a loop inside the server; the log column is `log_lock_waits` with deadlock_timeout 10ms. "
+               "An episode seen in one sample only is counted as 2 ms.\n")
+    out.append("| tool | DEFAULT rows | maintenance s | partitions before → after | inserts (errors) | p50 ms | p99 ms | max ms | longest lock wait ms (sampled / log) | ACCESS EXCLUSIVE on default: episodes, median, max ms | ACCESS EXCLUSIVE on parent: episodes, max ms | note |")
+    out.append("|---|---:|---:|---|---:|---:|---:|---:|---|---|---|---|")
+    for c in r["cases"]:
+        out.append(f"| {c['tool']} | {r['default_rows'] if c['default'] else 'no default'} | {f(c['maintenance_secs'], 2)} | "
+                   f"{c['partitions_before']} → {c['partitions_after']} | {c['inserts']} ({c['insert_errors']}) | "
+                   f"{f(c['p50_ms'], 2)} | {f(c['p99_ms'], 2)} | {f(c['max_ms'], 1)} | "
+                   f"{f(c['longest_lock_wait_ms_sampled'], 1)} / {f(c['longest_lock_wait_ms_log'], 1)} | "
+                   f"{c['default_access_exclusive_episodes']}, {f(c['default_access_exclusive_median_ms'], 1)}, {f(c['default_access_exclusive_max_ms'], 1)} | "
+                   f"{c['parent_access_exclusive_episodes']}, {f(c['parent_access_exclusive_max_ms'], 1)} | "
+                   f"{('ok' if c['ok'] else 'FAILED ') + c['note'].replace(chr(10), ' ').replace('|', '/')[:160]} |")
+    out.append("")
+
+
+def s4(r, out):
+    out.append(f"### 4. Default repair: {r['rows']:,} rows over three days in the DEFAULT partition\n")
+    out.append("pgpart `onRows: Repair` (daily, premake 2) vs `CALL partman.partition_data_proc('public.rp', "
+               "p_batch := 100, p_wait := 0)` vs a hand-written floor (per day, one transaction: CREATE … LIKE, "
+               "`WITH m AS (DELETE … RETURNING *) INSERT`, CHECK, ATTACH, drop CHECK). Rows checked with "
+               "count + md5 over all rows before and after. 'Longest lock' is the longest write-blocking lock "
+               "(SHARE or stronger) on the parent or the default, from pg_locks sampling.\n")
+    out.append("| tool | median s | runs (s) | rows in default before → after | count+md5 unchanged | longest write-blocking lock ms (median) | which | ok |")
+    out.append("|---|---:|---|---|---|---:|---|---|")
+    by = {}
+    for c in r["cases"]:
+        by.setdefault(c["tool"], []).append(c)
+    for tool, cs in by.items():
+        worst = max(cs, key=lambda c: c["longest_write_blocking_lock_ms"])
+        out.append(f"| {tool} | {f(med([c['secs'] for c in cs]), 2)} | {', '.join(f(c['secs'], 2) for c in cs)} | "
+                   f"{cs[0]['rows_in_default_before']} → {max(c['rows_in_default_after'] for c in cs)} | "
+                   f"{'yes' if all(c['checksum_same'] for c in cs) else '**NO**'} | "
+                   f"{f(med([c['longest_write_blocking_lock_ms'] for c in cs]), 1)} | {worst['longest_lock']} | "
+                   f"{'yes' if all(c['ok'] for c in cs) else 'FAILED ' + worst['note'][:120]} |")
+    out.append("")
+
+
+def render(res, pgver, rev):
+    out = [f"## Results {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d')}"
+           f"{' (SMOKE SCALE: not a measurement)' if res.get('smoke') else ''}\n",
+           machine(pgver, rev),
+           f"Command: `scripts/bench --tables {res['tables']} --runs {res['runs']}"
+           f"{' --smoke' if res.get('smoke') else ''}`; scenario wall times (s): {res.get('elapsed', {})}\n"]
+    for k, fn in (("s1", s1), ("s2", s2), ("s3", s3), ("s4", s4)):
+        if k in res:
+            try:
+                fn(res[k], out)
+            except Exception as e:  # a partial result still gets written
+                out.append(f"(could not render {k}: {e})\n")
+    for k, e in res.get("errors", {}).items():
+        out.append(f"**{k} failed:** `{e.strip().splitlines()[0][:300] if e.strip() else e}`\n")
+    return "\n".join(out)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json", required=True)
+    ap.add_argument("--pg-version", default="?")
+    ap.add_argument("--rev", default="?")
+    ap.add_argument("--write")
+    a = ap.parse_args()
+    with open(a.json) as fh:
+        res = json.load(fh)
+    text = render(res, a.pg_version, a.rev)
+    if not a.write:
+        print(text)
+        return
+    old = open(a.write).read() if os.path.exists(a.write) else "# Benchmarks\n"
+    block = f"{BEGIN}\n{text}\n{END}"
+    if BEGIN in old and END in old:
+        new = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END):]
+    else:
+        new = old.rstrip("\n") + "\n\n" + block + "\n"
+    with open(a.write, "w") as fh:
+        fh.write(new)
+
+
+if __name__ == "__main__":
+    main()
