@@ -175,21 +175,29 @@ async fn apply_all(
     connections: u16,
     now: chrono::DateTime<Utc>,
 ) -> Result<()> {
-    let work: VecDeque<Planned> = planned.into_iter().collect();
-    for p in &work {
+    let mut work: VecDeque<Planned> = VecDeque::new();
+    for p in planned {
+        let table = format!("{}.{}", p.plan.ctx.schema, p.plan.ctx.table);
         for f in &p.plan.findings {
-            println!(
-                "{}.{}: ! {}: {}",
-                p.plan.ctx.schema, p.plan.ctx.table, f.reason, f.message
-            );
+            println!("{table}: ! {}: {}", f.reason, f.message);
+        }
+        let n = p.plan.actions.len();
+        if n == 0 {
+            println!("{table}: nothing to do");
+        } else if p.policy.suspend || p.policy.dry_run {
+            // The same contract as in a cluster: observe and report, change nothing.
+            let why = if p.policy.suspend {
+                "suspended"
+            } else {
+                "dry run"
+            };
+            println!("{table}: {why}, {n} actions pending (see pgpart plan)");
+        } else {
+            work.push_back(p);
         }
     }
-    let busy = work.iter().filter(|p| !p.plan.actions.is_empty()).count();
-    let queue = Arc::new(Mutex::new(
-        work.into_iter()
-            .filter(|p| !p.plan.actions.is_empty())
-            .collect::<VecDeque<_>>(),
-    ));
+    let busy = work.len();
+    let queue = Arc::new(Mutex::new(work));
     let workers = (connections as usize).min(busy);
     let mut tasks = Vec::new();
     for _ in 0..workers {

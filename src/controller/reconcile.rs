@@ -189,6 +189,12 @@ async fn reconcile_pass(
                 .coverage_seconds
                 .get_or_create(&labels)
                 .set(secs);
+            // Absolute, so an alert on it minus time() still fires while passes fail.
+            let now = (Utc::now() + ctx.clock_offset).timestamp();
+            ctx.metrics
+                .covered_until
+                .get_or_create(&labels)
+                .set(now.saturating_add(secs));
         }
     }
     for (target, in_use) in ctx.pools.snapshot() {

@@ -38,7 +38,7 @@ pub struct PartitionPolicySpec {
     pub database: Option<DatabaseRef>,
     /// Schema-qualified partitioned parent, e.g. `public.events`. Immutable once set.
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.table is immutable: create a new policy for another table"))]
-    #[x_kube(validation = Rule::new("self.matches('^[^.]+[.][^.]+$')").message("spec.table must be schema-qualified as schema.table, e.g. public.events"))]
+    #[x_kube(validation = Rule::new("self.matches('^(\"([^\"]|\"\")+\"|[^.\"]+)[.](\"([^\"]|\"\")+\"|[^.\"]+)$')").message("spec.table must be schema-qualified as schema.table, e.g. public.events (double-quote names holding dots)"))]
     #[schemars(length(min = 3, max = 127))]
     pub table: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

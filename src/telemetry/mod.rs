@@ -64,6 +64,7 @@ pub struct Metrics {
     pub registry: Registry,
     pub partitions: Family<PolicyLabels, Gauge>,
     pub coverage_seconds: Family<PolicyLabels, Gauge>,
+    pub covered_until: Family<PolicyLabels, Gauge>,
     pub default_rows: Family<PolicyLabels, Gauge>,
     pub reconciles: Family<PolicyLabels, Counter>,
     pub reconcile_errors: Family<ErrorLabels, Counter>,
@@ -78,6 +79,7 @@ impl Default for Metrics {
         let m = Metrics {
             partitions: Family::default(),
             coverage_seconds: Family::default(),
+            covered_until: Family::default(),
             default_rows: Family::default(),
             reconciles: Family::default(),
             reconcile_errors: Family::default(),
@@ -97,6 +99,11 @@ impl Default for Metrics {
             "coverage_ahead_seconds",
             "Seconds from now to the end of the contiguous partitions",
             m.coverage_seconds.clone(),
+        );
+        registry.register(
+            "covered_until_timestamp_seconds",
+            "Unix time at which the contiguous partitions end (time keys)",
+            m.covered_until.clone(),
         );
         registry.register(
             "default_partition_rows",
