@@ -118,6 +118,22 @@ impl OwnPg {
         ));
     }
 
+    /// Password authentication (scram) for every role but `postgres` over TCP; reloads.
+    pub fn password_auth(&self) {
+        let hba = self.data().join("pg_hba.conf");
+        std::fs::write(
+            &hba,
+            "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .expect("write pg_hba.conf");
+        pg_sh(&format!(
+            "chown \"$PGPART_PG_USER:\" {hba}; _pg_as \"$(pg_bindir {})\"/pg_ctl reload -D {} >/dev/null",
+            self.major,
+            self.data().display(),
+            hba = hba.display()
+        ));
+    }
+
     /// URL of database `db` as `user` (no password), with `query` appended when not empty.
     pub fn url_for(&self, user: &str, db: &str) -> String {
         format!("postgresql://{user}@127.0.0.1:{}/{db}", self.port)

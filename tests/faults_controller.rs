@@ -1,0 +1,372 @@
+//! Faults under the controller: PostgreSQL out of connection slots, the Secret deleted and
+//! recreated, a password rotated, and the clock jumping a year ahead. Each test has its
+//! own namespace and controller; the servers that are starved or given passwords are the
+//! test's own. No fixed sleeps: waits poll a condition up to a deadline.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams};
+use pgpart::policy::PartitionPolicy;
+use serde_json::{Value, json};
+use support::controller::{
+    self as ctl, Controller, WAIT, apply, condition, conditions_summary, eventually, has_condition,
+    uri_secret, wait_for, wait_ready,
+};
+use support::faults::OwnPg;
+use support::kube::{self as testkube, TestNamespace};
+use support::pg;
+use tokio_postgres::Client;
+
+fn policy(name: &str, secret: &str, spec: Value) -> Value {
+    let mut doc = json!({
+        "apiVersion": "pgpart.io/v1alpha1",
+        "kind": "PartitionPolicy",
+        "metadata": { "name": name },
+        "spec": { "database": { "secretRef": { "name": secret } } },
+    });
+    for (k, v) in spec.as_object().expect("spec is an object") {
+        doc["spec"][k] = v.clone();
+    }
+    doc
+}
+
+async fn setup(prefix: &str) -> (TestNamespace, Api<PartitionPolicy>, Api<Secret>) {
+    let client = testkube::client().await;
+    ctl::install_crd(&client).await;
+    let ns = TestNamespace::new(&client, prefix).await;
+    let policies = ns.api::<PartitionPolicy>();
+    let secrets = ns.api::<Secret>();
+    (ns, policies, secrets)
+}
+
+/// A role `app` with `password` that owns `public.events` (monthly) and may create in public.
+async fn app_role_and_table(admin: &Client, password: &str) {
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE app LOGIN PASSWORD '{password}';
+             GRANT CREATE ON SCHEMA public TO app;
+             CREATE TABLE public.events (id bigint GENERATED ALWAYS AS IDENTITY, at timestamptz NOT NULL, payload text)
+                 PARTITION BY RANGE (at);
+             ALTER TABLE public.events OWNER TO app;"
+        ))
+        .await
+        .expect("role and table");
+}
+
+async fn connections_of(admin: &Client, role: &str) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = $1",
+            &[&role],
+        )
+        .await
+        .expect("pg_stat_activity")
+        .get(0)
+}
+
+// 2. PostgreSQL at max_connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_reached_reports_unavailable_then_catches_up() {
+    let server = OwnPg::start(
+        17,
+        &["max_connections=10", "superuser_reserved_connections=0"],
+    );
+    let admin = pg::connect(&server.url).await;
+    app_role_and_table(&admin, "unused").await;
+    // Hold every slot (the admin connection is one of them).
+    let mut held = Vec::new();
+    loop {
+        match tokio_postgres::connect(&server.url, tokio_postgres::NoTls).await {
+            Ok((c, conn)) => {
+                tokio::spawn(conn);
+                held.push(c);
+            }
+            Err(e) => {
+                let msg = e
+                    .as_db_error()
+                    .map(|d| d.message().to_owned())
+                    .unwrap_or_default();
+                assert!(
+                    msg.contains("too many") || msg.contains("remaining connection slots"),
+                    "{e}"
+                );
+                break;
+            }
+        }
+        assert!(held.len() < 20, "max_connections=10 is not in force");
+    }
+
+    let (ns, policies, secrets) = setup("maxconn").await;
+    apply(
+        &secrets,
+        &uri_secret("db", &server.url_for("app", "postgres")),
+    )
+    .await
+    .unwrap();
+    let controller = Controller::start(ns.name()).await;
+    let doc = policy(
+        "events",
+        "db",
+        json!({ "table": "public.events", "range": { "interval": "1 month", "premake": 2 },
+                "schedule": { "every": "5s" } }),
+    );
+    apply(&policies, &doc).await.unwrap();
+    let p = wait_for(
+        &policies,
+        "events",
+        "Ready=False DatabaseUnavailable",
+        WAIT,
+        |p| has_condition(p, "Ready", "False", Some("DatabaseUnavailable")),
+    )
+    .await;
+    let msg = &condition(&p, "Ready").unwrap().message;
+    assert!(msg.contains("connect"), "{msg}");
+
+    // Free the slots; the controller catches up using at most its pool (2).
+    held.truncate(1);
+    let watcher = &held[0];
+    let mut most = 0;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        most = most.max(connections_of(watcher, "app").await);
+        let p = policies.get("events").await.unwrap();
+        if ctl::ready_now(&p) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never Ready again: {}",
+            conditions_summary(&p)
+        );
+        tokio::time::sleep(ctl::POLL).await;
+    }
+    for _ in 0..10 {
+        most = most.max(connections_of(watcher, "app").await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        most <= 2,
+        "the controller held {most} connections, more than its pool of 2"
+    );
+    assert_eq!(
+        support::cli::partitions(watcher, "public.events")
+            .await
+            .len(),
+        3
+    );
+    drop(controller);
+    drop(held);
+    ns.cleanup().await;
+    server.stop();
+}
+
+// 6. The Secret deleted and recreated; the password rotated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_deleted_stalls_naming_it_recreated_recovers_and_password_rotation_recovers() {
+    let server = OwnPg::start(17, &[]);
+    server.password_auth();
+    let admin = pg::connect(&server.url).await;
+    app_role_and_table(&admin, "first-pass-1").await;
+    let url = |pw: &str| format!("postgresql://app:{pw}@127.0.0.1:{}/postgres", server.port);
+
+    let (ns, policies, secrets) = setup("secret").await;
+    const SECRET: &str = "billing-db-creds";
+    apply(&secrets, &uri_secret(SECRET, &url("first-pass-1")))
+        .await
+        .unwrap();
+    let controller = Controller::start(ns.name()).await;
+    let doc = policy(
+        "events",
+        SECRET,
+        json!({ "table": "public.events", "range": { "interval": "1 month", "premake": 2 },
+                "schedule": { "every": "5s" } }),
+    );
+    apply(&policies, &doc).await.unwrap();
+    wait_ready(&policies, "events", WAIT).await;
+
+    // Deleted: Ready=False (and Stalled) with a message naming the Secret.
+    secrets
+        .delete(SECRET, &DeleteParams::default())
+        .await
+        .unwrap();
+    let p = wait_for(
+        &policies,
+        "events",
+        "Ready=False naming the Secret",
+        WAIT,
+        |p| {
+            condition(p, "Ready").is_some_and(|c| c.status == "False" && c.message.contains(SECRET))
+        },
+    )
+    .await;
+    assert!(
+        has_condition(&p, "Stalled", "True", None),
+        "{}",
+        conditions_summary(&p)
+    );
+
+    // Recreated: recovers.
+    apply(&secrets, &uri_secret(SECRET, &url("first-pass-1")))
+        .await
+        .unwrap();
+    wait_for(
+        &policies,
+        "events",
+        "Ready=True after the Secret is back",
+        WAIT,
+        |p| ctl::ready_now(p) && has_condition(p, "Stalled", "False", None),
+    )
+    .await;
+
+    // Rotated: the old password stops working (sessions cut), the Secret gets the new one.
+    admin
+        .batch_execute(
+            "ALTER ROLE app PASSWORD 'second-pass-2';
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'app';",
+        )
+        .await
+        .unwrap();
+    let p = wait_for(
+        &policies,
+        "events",
+        "Ready=False with the old password",
+        WAIT,
+        |p| has_condition(p, "Ready", "False", Some("DatabaseUnavailable")),
+    )
+    .await;
+    let msg = conditions_summary(&p);
+    assert!(
+        !msg.contains("first-pass-1") && !msg.contains("second-pass-2"),
+        "{msg}"
+    );
+    apply(&secrets, &uri_secret(SECRET, &url("second-pass-2")))
+        .await
+        .unwrap();
+    wait_for(
+        &policies,
+        "events",
+        "Ready=True with the new password",
+        Duration::from_secs(90),
+        ctl::ready_now,
+    )
+    .await;
+    // It works with the new password: a change is acted on.
+    let mut doc = doc.clone();
+    doc["spec"]["range"]["premake"] = json!(4);
+    apply(&policies, &doc).await.unwrap();
+    eventually("premake 4 applied", WAIT, || async {
+        let n = support::cli::partitions(&admin, "public.events")
+            .await
+            .len();
+        if n == 5 {
+            Ok(())
+        } else {
+            Err(format!("{n} partitions"))
+        }
+    })
+    .await;
+    let mut controller = controller;
+    controller.assert_running();
+    drop(controller);
+    ns.cleanup().await;
+    server.stop();
+}
+
+// 7. The clock a year ahead, retention keep 3 months, maxPerPass 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_jump_of_a_year_retires_at_most_two_per_pass() {
+    use chrono::{Datelike, Months, NaiveDate, Utc};
+    let db = pg::TestDb::create(&pg::server(17)).await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE public.events (id bigint GENERATED ALWAYS AS IDENTITY, at timestamptz NOT NULL, payload text)
+                 PARTITION BY RANGE (at);",
+        )
+        .await
+        .unwrap();
+    // 12 months of partitions made by pgpart: 11 before this month, and this month.
+    let today = Utc::now().date_naive();
+    let this_month = NaiveDate::from_ymd_opt(today.year(), today.month(), 1).unwrap();
+    let start = this_month - Months::new(11);
+    let setup_policy = support::cli::policy_doc(
+        "events",
+        &format!(
+            "table: public.events
+             range:
+               interval: 1 month
+               premake: 1
+               startFrom: \"{start}\""
+        ),
+    );
+    support::cli::apply(&db.url, &setup_policy, &Utc::now().to_rfc3339())
+        .await
+        .ok("make 12 months (+1 ahead)");
+    let before = support::cli::partitions(&db.client, "public.events").await;
+    assert_eq!(before.len(), 13);
+    assert!(before.iter().all(|p| p.managed));
+
+    let (ns, policies, secrets) = setup("clock").await;
+    apply(&secrets, &uri_secret("db", &db.url)).await.unwrap();
+    let year = 365 * 24 * 3600;
+    let controller = Controller::start_with(ctl::Options {
+        namespaces: vec![ns.name().to_owned()],
+        extra_args: vec![format!("--clock-offset-seconds={year}")],
+        ..ctl::Options::default()
+    })
+    .await;
+    let doc = policy(
+        "events",
+        "db",
+        json!({ "table": "public.events", "range": { "interval": "1 month", "premake": 2 },
+                "retention": { "keep": "3 months", "action": "Detach", "maxPerPass": 2 } }),
+    );
+    apply(&policies, &doc).await.unwrap();
+
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let n: i64 = db
+            .client
+            .query_one(
+                "SELECT count(*) FROM pg_class c WHERE c.relname LIKE 'events\\_p%' AND c.relkind = 'r'
+                    AND NOT c.relispartition",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if seen.last() != Some(&n) {
+            seen.push(n);
+        }
+        if n >= 13 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "detached counts seen: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Each pass retires at most two: the count moves 0 → 2 → 4 … (a poll may miss a step,
+    // never see a jump of more than two from one pass).
+    assert_eq!(seen[0], 0, "{seen:?}");
+    assert_eq!(seen[1], 2, "first pass retired {} (seen {seen:?})", seen[1]);
+    assert!(seen.windows(2).all(|w| w[1] - w[0] <= 2), "{seen:?}");
+    wait_ready(&policies, "events", WAIT).await;
+    let names = support::cli::partition_names(&db.client, "public.events").await;
+    let shifted = (Utc::now() + chrono::Duration::seconds(year)).date_naive();
+    let m0 = NaiveDate::from_ymd_opt(shifted.year(), shifted.month(), 1).unwrap();
+    for k in 0..=2 {
+        let m = m0 + Months::new(k);
+        let name = format!("events_p{}", m.format("%Y%m%d"));
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    assert!(
+        before.iter().all(|b| !names.contains(&b.name)),
+        "old partitions still attached: {names:?}"
+    );
+    assert_eq!(support::cli::count(&db.client, "public.events").await, 0);
+    drop(controller);
+    ns.cleanup().await;
+    db.drop_db().await;
+}
