@@ -278,12 +278,16 @@ async fn repair(
             "WITH moved AS (DELETE FROM {default_q} WHERE {pick} RETURNING {cols}) INSERT INTO {child} ({cols}) SELECT {cols} FROM moved"
         )
     };
+    // Rows moved by this call: `already` counts what an earlier attempt (a retry after a
+    // lock timeout, or a killed run) moved, so `moved_total` must not be compared with it.
+    let mut moved_here = 0;
     loop {
         let tx = client.transaction().await?;
         tx.batch_execute(&lock_timeout_sql(ctx)).await?;
         let n = tx.execute(&move_sql(Some(REPAIR_BATCH_ROWS)), &[]).await? as i64;
         tx.commit().await?;
         *moved_total += n;
+        moved_here += n;
         if n < REPAIR_BATCH_ROWS {
             break;
         }
@@ -316,13 +320,14 @@ async fn repair(
         .await?
         .get(0);
     *moved_total += n;
-    if in_child != already + *moved_total {
+    moved_here += n;
+    if in_child != already + moved_here {
         // Roll back rather than attach a partition whose count we can't explain.
         return Err(Error::Database(format!(
             "repair of {}: {} rows in the new partition, expected {}; rolled back",
             slot.name,
             in_child,
-            already + *moved_total
+            already + moved_here
         )));
     }
     tx.commit().await?;
