@@ -407,3 +407,86 @@ async fn sigkill_during_repair_loses_no_row_and_next_run_finishes() {
     drop(watcher);
     db.drop_db().await;
 }
+
+// 4b. A lock timeout at the last step of a repair (after its batches committed) is retried,
+// and the retry must not count the rows the first attempt already moved twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_retried_after_lock_timeout_at_attach_completes() {
+    let db = TestDb::create(&pg::server(17)).await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE public.events (id bigint NOT NULL, at timestamptz NOT NULL, payload text)
+                 PARTITION BY RANGE (at);
+             CREATE TABLE public.events_default PARTITION OF public.events DEFAULT;
+             INSERT INTO public.events
+               SELECT g, '2026-11-01'::timestamptz + g * interval '1 minute', g::text
+                 FROM generate_series(1, 30000) g;",
+        )
+        .await
+        .unwrap();
+    let all = "(SELECT id, at, payload FROM public.events)";
+    let before = digest(&db.client, all).await;
+    // An open writer transaction on the parent: the repair's batches (on the default and
+    // the new child) go through, its last step (SHARE ROW EXCLUSIVE on the parent) waits.
+    let holder = db.connect().await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE ONLY public.events IN ROW EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let policy = policy_doc(
+        "events",
+        "table: public.events
+         range:
+           interval: 1 month
+           premake: 1
+         defaultPartition:
+           create: true
+           onRows: Repair
+         lockTimeout: 1s",
+    );
+    let file = PolicyFile::new(&policy);
+    let child = cli::spawn(&[
+        "apply",
+        "--policy",
+        file.path_str(),
+        "--database-url",
+        &db.url,
+        "--now",
+        NOW,
+    ]);
+    let watcher = db.connect().await;
+    let waiting = || async {
+        watcher
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'public.events'::regclass",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            > 0
+    };
+    until(
+        "the repair waits for the parent",
+        Duration::from_secs(60),
+        || waiting(),
+    )
+    .await;
+    until(
+        "the first attempt times out",
+        Duration::from_secs(10),
+        || async { !waiting().await },
+    )
+    .await;
+    holder.batch_execute("COMMIT").await.unwrap();
+    let run = cli::wait(child).await;
+    run.ok("repair retried after a lock timeout");
+    assert_eq!(digest(&db.client, all).await, before);
+    assert_eq!(cli::count(&db.client, "public.events_default").await, 0);
+    assert_eq!(
+        cli::count(&db.client, "ONLY public.events_p20261101").await,
+        30000
+    );
+    drop((holder, watcher));
+    db.drop_db().await;
+}
