@@ -370,3 +370,82 @@ async fn clock_jump_of_a_year_retires_at_most_two_per_pass() {
     ns.cleanup().await;
     db.drop_db().await;
 }
+
+// 5. kube-apiserver restarted (the test's own control plane; the shared one is untouched).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apiserver_restart_keeps_controller_running_and_watch_resumes() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use support::faults::{OwnKube, TraceController};
+    let kube = OwnKube::up();
+    let client = kube.client().await;
+    ctl::install_crd(&client).await;
+    let ns_name = "faults-apiserver";
+    apply(
+        &Api::<Namespace>::all(client.clone()),
+        &json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns_name } }),
+    )
+    .await
+    .unwrap();
+    let db = pg::TestDb::create(&pg::server(15)).await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE public.a (at timestamptz NOT NULL) PARTITION BY RANGE (at);
+             CREATE TABLE public.b (at timestamptz NOT NULL) PARTITION BY RANGE (at);",
+        )
+        .await
+        .unwrap();
+    let policies: Api<PartitionPolicy> = Api::namespaced(client.clone(), ns_name);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns_name);
+    apply(&secrets, &uri_secret("db", &db.url)).await.unwrap();
+    let mut controller = TraceController::spawn_on(&kube.kubeconfig(), ns_name, "info", &[]);
+    let spec =
+        |table: &str| json!({ "table": table, "range": { "interval": "1 month", "premake": 1 } });
+    apply(&policies, &policy("a", "db", spec("public.a")))
+        .await
+        .unwrap();
+    wait_ready(&policies, "a", Duration::from_secs(90)).await;
+
+    kube.restart_apiserver();
+    eventually(
+        "the restarted apiserver answers",
+        Duration::from_secs(120),
+        || {
+            let policies = policies.clone();
+            async move {
+                policies
+                    .get("a")
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        },
+    )
+    .await;
+    assert!(
+        controller.is_running(),
+        "the controller exited with the apiserver:\n{}",
+        controller.logs()
+    );
+
+    // A policy created after the restart gets Ready; a change to the old one is acted on.
+    apply(&policies, &policy("b", "db", spec("public.b")))
+        .await
+        .unwrap();
+    wait_ready(&policies, "b", Duration::from_secs(120)).await;
+    let mut bumped = policy("a", "db", spec("public.a"));
+    bumped["spec"]["range"]["premake"] = json!(3);
+    apply(&policies, &bumped).await.unwrap();
+    wait_ready(&policies, "a", Duration::from_secs(60)).await;
+    assert_eq!(
+        support::cli::partitions(&db.client, "public.a").await.len(),
+        4
+    );
+    assert_eq!(
+        support::cli::partitions(&db.client, "public.b").await.len(),
+        2
+    );
+    assert!(controller.is_running());
+    drop(controller);
+    db.drop_db().await;
+    drop(kube);
+}

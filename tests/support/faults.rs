@@ -187,6 +187,11 @@ pub struct TraceController {
 
 impl TraceController {
     pub fn spawn(ns: &str, level: &str, extra: &[&str]) -> TraceController {
+        Self::spawn_on(&super::kube::kubeconfig_path(), ns, level, extra)
+    }
+
+    /// The same against the control plane of `kubeconfig`.
+    pub fn spawn_on(kubeconfig: &Path, ns: &str, level: &str, extra: &[&str]) -> TraceController {
         static N: AtomicU64 = AtomicU64::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
         let log_path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
@@ -199,7 +204,7 @@ impl TraceController {
             .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
             .args(["--log-level", level])
             .args(extra)
-            .env("KUBECONFIG", super::kube::kubeconfig_path())
+            .env("KUBECONFIG", kubeconfig)
             .env_remove("PGPART_LOG")
             .env_remove("RUST_LOG")
             .env_remove("POD_NAME")
@@ -214,6 +219,11 @@ impl TraceController {
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     pub fn log_file(&self) -> &Path {
@@ -236,5 +246,113 @@ impl Drop for TraceController {
                 eprintln!("{l}");
             }
         }
+    }
+}
+
+/// A control plane of the test's own (`kube_up` from `scripts/lib/kube.sh` in a fresh
+/// directory), whose kube-apiserver can be restarted; `kube_down` on drop.
+pub struct OwnKube {
+    pub dir: PathBuf,
+}
+
+impl OwnKube {
+    pub fn up() -> OwnKube {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = PathBuf::from(format!("/tmp/pgk-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let kube = OwnKube { dir };
+        let lib = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lib/kube.sh");
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "set -e; source {lib}; kube_up {} >/dev/null",
+                kube.dir.display()
+            ))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run kube_up");
+        assert!(
+            out.status.success(),
+            "kube_up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        kube
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    pub async fn client(&self) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(self.kubeconfig()).expect("read kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .expect("kubeconfig");
+        kube::Client::try_from(config).expect("kube client")
+    }
+
+    /// Kills the kube-apiserver (SIGKILL, waits for it to exit) and starts it again with
+    /// the same command line (same port, same etcd); does not wait for it to be ready.
+    pub fn restart_apiserver(&self) {
+        let pid_file = self.dir.join("kube-apiserver.pid");
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .expect("apiserver pid")
+            .trim()
+            .parse()
+            .unwrap();
+        let argv: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .expect("apiserver cmdline")
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        assert!(
+            argv.iter()
+                .any(|a| a.contains(&*self.dir.to_string_lossy()))
+        );
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while Path::new(&format!("/proc/{pid}")).exists()
+            && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| !s.contains(") Z "))
+                .unwrap_or(false)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "apiserver {pid} did not stop"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        // Started from a shell that exits at once, so init reaps it (as kube_up does).
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "\"$@\" </dev/null >>{}/kube-apiserver.log 2>&1 & echo $!",
+                self.dir.display()
+            ))
+            .arg("bash")
+            .args(&argv)
+            .stdin(Stdio::null())
+            .output()
+            .expect("restart kube-apiserver");
+        let new_pid = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert!(!new_pid.is_empty(), "no pid for the restarted apiserver");
+        std::fs::write(&pid_file, new_pid).expect("write pid file");
+    }
+}
+
+impl Drop for OwnKube {
+    fn drop(&mut self) {
+        let lib = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lib/kube.sh");
+        let _ = Command::new("bash")
+            .arg("-c")
+            .arg(format!("source {lib}; kube_down {}", self.dir.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
