@@ -469,7 +469,7 @@ async fn repair_retried_after_lock_timeout_at_attach_completes() {
     until(
         "the repair waits for the parent",
         Duration::from_secs(60),
-        || waiting(),
+        &waiting,
     )
     .await;
     until(
