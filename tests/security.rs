@@ -527,3 +527,77 @@ async fn owner_without_superuser_creates_retires_and_repairs() {
 fn db_admin_url() -> String {
     pg::server(17).admin_url
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_names_and_values_are_quoted_not_executed() {
+    let db = TestDb::create(&pg::server(15)).await;
+    db.client
+        .batch_execute(
+            r#"CREATE TABLE public.events (at timestamptz NOT NULL) PARTITION BY RANGE (at);
+               CREATE TABLE public.regions (id int, region text NOT NULL) PARTITION BY LIST (region);
+               CREATE TABLE public."we""ird; tbl" (at timestamptz NOT NULL) PARTITION BY RANGE (at);"#,
+        )
+        .await
+        .unwrap();
+    let policies = r#"apiVersion: pgpart.io/v1alpha1
+kind: PartitionPolicy
+metadata: {name: a}
+spec:
+  table: public.events
+  range: {interval: 1 month, premake: 1}
+  naming: {template: "{table}\"; DROP TABLE public.regions; --{YYYY}{MM}"}
+---
+apiVersion: pgpart.io/v1alpha1
+kind: PartitionPolicy
+metadata: {name: b}
+spec:
+  table: public.regions
+  list:
+    partitions:
+      - name: "it's"
+        values: ["it's", "a\"b", "x'); DROP TABLE public.events; --"]
+---
+apiVersion: pgpart.io/v1alpha1
+kind: PartitionPolicy
+metadata: {name: c}
+spec:
+  table: 'public.we"ird; tbl'
+  range: {interval: 1 month, premake: 1}
+  retention: {keep: 1 month, action: MoveToSchema, schema: "arch\"ive; x"}
+"#;
+    cli::apply(&db.url, policies, NOW).await.ok("first apply");
+    cli::apply(&db.url, policies, "2027-06-22T00:00:00Z")
+        .await
+        .ok("apply with retention");
+    for rel in [
+        "public.events",
+        "public.regions",
+        r#"public."events""; DROP TABLE public.regions; --202611""#,
+        r#"public."regions_it's""#,
+        r#""arch""ive; x"."we""ird; tbl_p20261101""#,
+    ] {
+        assert!(cli::exists(&db.client, rel).await, "{rel} is missing");
+    }
+    let bound: String = db
+        .client
+        .query_one(
+            r#"SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE oid = 'public."regions_it''s"'::regclass"#,
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        bound.contains("'it''s'")
+            && bound.contains("'a\"b'")
+            && bound.contains("DROP TABLE public.events"),
+        "{bound}"
+    );
+    db.client
+        .batch_execute(
+            "INSERT INTO public.regions VALUES (1, 'x''); DROP TABLE public.events; --')",
+        )
+        .await
+        .expect("the hostile value routes to its partition");
+    db.drop_db().await;
+}
