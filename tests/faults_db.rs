@@ -490,3 +490,115 @@ async fn repair_retried_after_lock_timeout_at_attach_completes() {
     drop((holder, watcher));
     db.drop_db().await;
 }
+
+// SIGKILL while DETACH … CONCURRENTLY waits for an old snapshot: the partition is left
+// "detach pending"; the next run finalizes it and goes on with retention.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_detach_concurrently_is_finalized_by_the_next_run() {
+    let db = TestDb::create(&pg::server(17)).await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE public.events (id bigint NOT NULL, at timestamptz NOT NULL) PARTITION BY RANGE (at);",
+        )
+        .await
+        .unwrap();
+    let make = policy_doc(
+        "events",
+        "table: public.events
+         range:
+           interval: 1 month
+           premake: 1
+           startFrom: \"2026-01-01\"",
+    );
+    cli::apply(&db.url, &make, NOW).await.ok("make Jan..Dec");
+    assert_eq!(cli::partitions(&db.client, "public.events").await.len(), 12);
+    db.client
+        .batch_execute("INSERT INTO public.events SELECT g, '2026-01-15'::timestamptz + g * interval '1 hour' FROM generate_series(1, 5000) g")
+        .await
+        .unwrap();
+    let rows_before = cli::count(&db.client, "public.events").await;
+
+    // An old snapshot: DETACH CONCURRENTLY's second transaction waits for it.
+    let holder = db.connect().await;
+    holder
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM public.events")
+        .await
+        .unwrap();
+    let retire = policy_doc(
+        "events",
+        "table: public.events
+         range:
+           interval: 1 month
+           premake: 1
+         retention:
+           keep: 3 months
+           action: Detach
+         lockTimeout: 60s",
+    );
+    let file = PolicyFile::new(&retire);
+    let child = cli::spawn(&[
+        "apply",
+        "--policy",
+        file.path_str(),
+        "--database-url",
+        &db.url,
+        "--now",
+        NOW,
+    ]);
+    let watcher = db.connect().await;
+    until("a detach is pending", Duration::from_secs(60), || async {
+        watcher
+            .query_one(
+                "SELECT count(*) FROM pg_inherits WHERE inhdetachpending",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            > 0
+    })
+    .await;
+    let mut child = child;
+    child.start_kill().unwrap();
+    let killed = cli::wait(child).await;
+    assert_eq!(killed.code, -1, "{}", killed.both());
+    holder.batch_execute("COMMIT").await.unwrap();
+
+    let run = cli::apply(&db.url, &retire, NOW).await;
+    run.ok("apply after the kill");
+    let pending: i64 = db
+        .client
+        .query_one(
+            "SELECT count(*) FROM pg_inherits WHERE inhdetachpending",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(pending, 0, "{}", run.both());
+    // now − 3 months = 2026-08-22: January .. July retired, August .. December kept.
+    let names = cli::partition_names(&db.client, "public.events").await;
+    assert_eq!(
+        names,
+        [
+            "events_p20260801",
+            "events_p20260901",
+            "events_p20261001",
+            "events_p20261101",
+            "events_p20261201"
+        ],
+        "{}",
+        run.both()
+    );
+    assert!(cli::exists(&db.client, "public.events_p20260101").await);
+    let mut detached_rows = 0;
+    for m in 1..=7 {
+        detached_rows += cli::count(&db.client, &format!("public.events_p2026{m:02}01")).await;
+    }
+    assert_eq!(
+        detached_rows + cli::count(&db.client, "public.events").await,
+        rows_before
+    );
+    drop((holder, watcher));
+    db.drop_db().await;
+}
