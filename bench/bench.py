@@ -145,6 +145,16 @@ def install_partman(ctx, db):
     psql(ctx, db, "CREATE SCHEMA partman; CREATE EXTENSION pg_partman SCHEMA partman;")
 
 
+def errline(err, n=200):
+    """The first ERROR line (with its HINT), else the tail."""
+    lines = err.strip().splitlines()
+    first = next((i for i, ln in enumerate(lines) if "ERROR:" in ln or ln.startswith("error")), None)
+    if first is None:
+        return err.strip()[-n:]
+    hint = next((ln.strip() for ln in lines[first:] if "HINT:" in ln and ln.strip() != "HINT:"), "")
+    return (lines[first].strip() + (" " + hint if hint else ""))[:n]
+
+
 def timed_runs(n, fn):
     out = []
     for _ in range(n):
@@ -346,7 +356,7 @@ def s2(ctx, res):
         def go():
             secs, rc, out, err = pgpart(ctx, "s2_run", "apply", pol16, ["--connections", str(conns)], check=False)
             shm = "out of shared memory" in (out + err)
-            return secs, rc == 0 and not shm, ("lock-table overflow! " if shm else "") + (err.strip()[-200:] if rc else "")
+            return secs, rc == 0 and not shm, ("lock-table overflow! " if shm else "") + (errline(err) if rc else "")
         return go
 
     def psql_files(files):
@@ -363,7 +373,7 @@ def s2(ctx, res):
     def partman(sql):
         def go():
             secs, rc, _, err = psql(ctx, "s2_run", sql, check=False)
-            return secs, rc == 0, err.strip()[-200:]
+            return secs, rc == 0, errline(err) if rc else ""
         return go
 
     cases = [
