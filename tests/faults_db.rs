@@ -113,13 +113,28 @@ async fn server_restart_mid_pass_then_rerun_completes_without_overlap() {
     until(
         "apply attached 20 partitions",
         Duration::from_secs(60),
-        || async { cli::partitions(&watcher, "public.events").await.len() >= 20 },
+        || async {
+            // Errors count as "not yet": this polls while pgpart changes the catalog.
+            let n = watcher
+                .query_one(
+                    "SELECT count(*) FROM pg_inherits WHERE inhparent = 'public.events'::regclass",
+                    &[],
+                )
+                .await;
+            matches!(n, Ok(r) if r.get::<_, i64>(0) >= 20)
+        },
     )
     .await;
     server.restart("immediate");
     let first = cli::wait(child).await;
     assert!(!first.panicked(), "apply panicked: {}", first.both());
     let client = connect_retry(&server.url).await;
+    until(
+        "the restarted server answers",
+        Duration::from_secs(60),
+        || async { client.simple_query("SELECT 1").await.is_ok() },
+    )
+    .await;
     let parts_after_crash = cli::partitions(&client, "public.events").await.len();
     assert!(
         first.code != 0 || parts_after_crash == 206,
