@@ -171,7 +171,8 @@ def med(xs):
 
 SAMPLER_SQL = """
 CREATE UNLOGGED TABLE IF NOT EXISTS bench_lock_samples (
-  at timestamptz, pid int, locktype text, relid oid, mode text, granted bool, waitstart timestamptz);
+  at timestamptz, pid int, locktype text, relid oid, mode text, granted bool, waitstart timestamptz,
+  xact_start timestamptz);
 CREATE UNLOGGED TABLE IF NOT EXISTS bench_stop (x int);
 CREATE OR REPLACE PROCEDURE bench_sample(max_secs float8) LANGUAGE plpgsql AS $$
 DECLARE
@@ -180,8 +181,8 @@ DECLARE
 BEGIN
   LOOP
     INSERT INTO bench_lock_samples
-      SELECT clock_timestamp(), l.pid, l.locktype, l.relation, l.mode, l.granted, l.waitstart
-      FROM pg_locks l
+      SELECT clock_timestamp(), l.pid, l.locktype, l.relation, l.mode, l.granted, l.waitstart, a.xact_start
+      FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
       WHERE l.pid <> pg_backend_pid()
         AND (NOT l.granted
              OR (l.locktype = 'relation' AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
@@ -219,30 +220,29 @@ class Sampler:
                                   "FROM bench_lock_samples WHERE NOT granted AND waitstart IS NOT NULL")
         return float(v)
 
-    def holds(self, relids, modes=("AccessExclusiveLock",), gap_ms=6):
-        """Episodes of a lock held on relids: list of (relid, mode, ms), from contiguous samples."""
+    def holds(self, relids, modes=("AccessExclusiveLock",)):
+        """Episodes of a lock held on relids: list of (relid, mode, ms). Relation locks are held
+        to the end of the transaction, so an episode is one (pid, relid, mode, xact_start):
+        from its first sample to its last, at least one sampling period."""
         if not relids:
             return []
         rel = ",".join(str(r) for r in relids)
         md = ",".join(f"'{m}'" for m in modes)
         rows = q1(self.ctx, self.db,
-                  f"SELECT pid, relid, mode, extract(epoch FROM at) FROM bench_lock_samples "
-                  f"WHERE granted AND locktype = 'relation' AND relid IN ({rel}) AND mode IN ({md}) "
-                  f"ORDER BY pid, relid, mode, at")
-        eps, cur = [], None
-        for line in rows.splitlines():
-            pid, relid, mode, at = line.split("|")
-            key, at = (pid, relid, mode), float(at)
-            if cur and cur[0] == key and at - cur[2] <= gap_ms / 1000:
-                cur[2] = at
-            else:
-                if cur:
-                    eps.append(cur)
-                cur = [key, at, at]
-        if cur:
-            eps.append(cur)
-        # A single sample still means the lock was held for up to one sampling period.
-        return [(k[1], k[2], max((b - a) * 1000, 2.0)) for k, a, b in eps]
+                  f"SELECT relid, mode, greatest(extract(epoch FROM max(at) - min(at)) * 1000, {self.period_ms()}) "
+                  f"FROM bench_lock_samples WHERE granted AND locktype = 'relation' AND relid IN ({rel}) "
+                  f"AND mode IN ({md}) GROUP BY pid, relid, mode, xact_start")
+        return [(a, b, float(c)) for a, b, c in (ln.split("|") for ln in rows.splitlines())]
+
+    def period_ms(self):
+        """Median time between two samples."""
+        if not hasattr(self, "_period"):
+            v = q1(self.ctx, self.db,
+                   "SELECT coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY d), 2) FROM ("
+                   "SELECT extract(epoch FROM at - lag(at) OVER (ORDER BY at)) * 1000 AS d "
+                   "FROM (SELECT DISTINCT at FROM bench_lock_samples) s) x WHERE d IS NOT NULL")
+            self._period = round(float(v), 2)
+        return self._period
 
 
 def log_lock_waits_max_ms(ctx, since_offset):
@@ -483,6 +483,7 @@ def s3(ctx, res):
                 "default_access_exclusive_median_ms": round(med([h[2] for h in holds]) or 0, 1),
                 "parent_access_exclusive_max_ms": round(max((h[2] for h in parent_holds), default=0), 1),
                 "parent_access_exclusive_episodes": len(parent_holds),
+                "sample_period_ms": smp.period_ms(),
             }
             if maint_end > duration - 2:
                 case["note"] += " (maintenance outlasted the pgbench run)"
@@ -552,7 +553,7 @@ def s4(ctx, res):
                     "checksum_same": before == after, "checksum_before": before, "checksum_after": after,
                     "longest_write_blocking_lock_ms": round(worst[2], 1) if worst else 0,
                     "longest_lock": (f"{worst[1]} on {'parent' if worst[0] == relids[0] else 'default'}" if worst else "-"),
-                    "longest_lock_wait_ms": smp.longest_wait_ms()}
+                    "longest_lock_wait_ms": smp.longest_wait_ms(), "sample_period_ms": smp.period_ms()}
             r["cases"].append(case)
             log(f"s4: {case}")
             drop_db(ctx, db)

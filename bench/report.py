@@ -118,10 +118,11 @@ def s3(r, out):
                "retention Detach; pg_partman: retention 12 months, retention_keep_table). Variant with a DEFAULT "
                f"partition holding {r['default_rows']:,} rows (from 1990, outside every range). Latency from "
                "`pgbench -l` (per insert, includes schedule lag). Locks are sampled from pg_locks every ~2 ms by "
-               "a loop inside the server; the log column is `log_lock_waits` with deadlock_timeout 10ms. "
-               "An episode seen in one sample only is counted as 2 ms.\n")
-    out.append("| tool | DEFAULT rows | maintenance s | partitions before → after | inserts (errors) | p50 ms | p99 ms | max ms | longest lock wait ms (sampled / log) | ACCESS EXCLUSIVE on default: episodes, median, max ms | ACCESS EXCLUSIVE on parent: episodes, max ms | note |")
-    out.append("|---|---:|---:|---|---:|---:|---:|---:|---|---|---|---|")
+               "a loop inside the server (median period in the last column); the log column is `log_lock_waits` "
+               "with deadlock_timeout 10ms. A lock episode is one transaction's hold (pid, relation, mode, "
+               "xact_start), from its first to its last sample; one seen in a single sample counts as one period.\n")
+    out.append("| tool | DEFAULT rows | maintenance s | partitions before → after | inserts (errors) | p50 ms | p99 ms | max ms | longest lock wait ms (sampled / log) | ACCESS EXCLUSIVE on default: episodes, median, max ms | ACCESS EXCLUSIVE on parent: episodes, max ms | note | sampling ms |")
+    out.append("|---|---:|---:|---|---:|---:|---:|---:|---|---|---|---|---:|")
     for c in r["cases"]:
         out.append(f"| {c['tool']} | {r['default_rows'] if c['default'] else 'no default'} | {f(c['maintenance_secs'], 2)} | "
                    f"{c['partitions_before']} → {c['partitions_after']} | {c['inserts']} ({c['insert_errors']}) | "
@@ -129,7 +130,7 @@ def s3(r, out):
                    f"{f(c['longest_lock_wait_ms_sampled'], 1)} / {f(c['longest_lock_wait_ms_log'], 1)} | "
                    f"{c['default_access_exclusive_episodes']}, {f(c['default_access_exclusive_median_ms'], 1)}, {f(c['default_access_exclusive_max_ms'], 1)} | "
                    f"{c['parent_access_exclusive_episodes']}, {f(c['parent_access_exclusive_max_ms'], 1)} | "
-                   f"{('ok' if c['ok'] else 'FAILED ') + c['note'].replace(chr(10), ' ').replace('|', '/')[:160]} |")
+                   f"{('ok' if c['ok'] else 'FAILED ') + c['note'].replace(chr(10), ' ').replace('|', '/')[:160]} | {f(c.get('sample_period_ms'), 1)} |")
     out.append("")
 
 
@@ -139,7 +140,7 @@ def s4(r, out):
                "p_batch := 100, p_wait := 0)` vs a hand-written floor (per day, one transaction: CREATE … LIKE, "
                "`WITH m AS (DELETE … RETURNING *) INSERT`, CHECK, ATTACH, drop CHECK). Rows checked with "
                "count + md5 over all rows before and after. 'Longest lock' is the longest write-blocking lock "
-               "(SHARE or stronger) on the parent or the default, from pg_locks sampling.\n")
+               "(SHARE or stronger) on the parent or the default, from pg_locks sampling (one transaction's hold).\n")
     out.append("| tool | median s | runs (s) | rows in default before → after | count+md5 unchanged | longest write-blocking lock ms (median) | which | ok |")
     out.append("|---|---:|---|---|---|---:|---|---|")
     by = {}
