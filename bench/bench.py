@@ -178,10 +178,12 @@ CREATE OR REPLACE PROCEDURE bench_sample(max_secs float8) LANGUAGE plpgsql AS $$
 DECLARE
   deadline timestamptz := clock_timestamp() + make_interval(secs => max_secs);
   i int := 0;
+  now_ts timestamptz;
 BEGIN
   LOOP
+    now_ts := clock_timestamp();  -- one timestamp per sample
     INSERT INTO bench_lock_samples
-      SELECT clock_timestamp(), l.pid, l.locktype, l.relation, l.mode, l.granted, l.waitstart, a.xact_start
+      SELECT now_ts, l.pid, l.locktype, l.relation, l.mode, l.granted, l.waitstart, a.xact_start
       FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
       WHERE l.pid <> pg_backend_pid()
         AND (NOT l.granted
@@ -240,7 +242,7 @@ class Sampler:
             v = q1(self.ctx, self.db,
                    "SELECT coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY d), 2) FROM ("
                    "SELECT extract(epoch FROM at - lag(at) OVER (ORDER BY at)) * 1000 AS d "
-                   "FROM (SELECT DISTINCT at FROM bench_lock_samples) s) x WHERE d IS NOT NULL")
+                   "FROM (SELECT DISTINCT at FROM bench_lock_samples) s) x WHERE d > 0.2")
             self._period = round(float(v), 2)
         return self._period
 
