@@ -308,12 +308,14 @@ async fn pass_inner(
     let (target, key) = target_from_secret(&secret)?;
     let description = target.describe();
     ctx.pools.retain_current(&description, key);
-    claim(ctx, policy, &description, valid).await?;
 
     let pool = ctx.pools.get(key, &target, ctx.pool_size);
     let mut conn = pool.get().await?;
     let now = Utc::now() + ctx.clock_offset;
     let (first, version) = observe_and_plan(&conn, valid, now).await?;
+    // Claim the table only once the policy plans cleanly: a broken policy must not make
+    // a good one on the same table report Conflict instead of its own error.
+    claim(ctx, policy, &description, valid).await?;
     if valid.suspend || valid.dry_run || first.actions.is_empty() {
         let pending = first
             .actions

@@ -9,6 +9,7 @@ use crate::db::quote::{ident, literal};
 use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::plan::action::{self, Action, BOUND_CHECK, OWNER_MARK, RangeSlot, TableCtx};
+use crate::policy::RetentionAction;
 
 /// Rows moved per transaction when repairing a default partition: small enough that no
 /// batch holds its locks for long, large enough that the per-batch overhead is small.
@@ -82,7 +83,7 @@ pub async fn execute_plan(
     let mut failed = false;
     let mut guarded = false;
     for a in &plan.actions {
-        if failed && matches!(a, Action::Retire { .. }) {
+        if failed && matches!(a, Action::Retire { .. } | Action::FinishRetire { .. }) {
             continue;
         }
         let mut rows = 0;
@@ -165,7 +166,25 @@ async fn execute_action(
             res?;
             Ok(())
         }
-        Action::Retire { partition, .. } => {
+        Action::Retire {
+            partition,
+            action: how,
+            to_schema,
+        } => {
+            // Mark first (Drop/MoveToSchema), so a pass dying after the detach leaves a
+            // table the next pass finishes; then detach; then drop or move.
+            if *how != RetentionAction::Detach {
+                let mark = format!(
+                    "COMMENT ON TABLE {} IS {}",
+                    ctx.child(partition),
+                    literal(&action::retiring_mark(
+                        &ctx.table,
+                        *how,
+                        to_schema.as_deref()
+                    ))
+                );
+                in_transaction(client, ctx, &[mark]).await?;
+            }
             let concurrently = can_detach_concurrently(version, ctx);
             let detach = action::detach(ctx, partition, concurrently);
             if concurrently {
@@ -180,10 +199,7 @@ async fn execute_action(
             } else {
                 in_transaction(client, ctx, std::slice::from_ref(&detach)).await?;
             }
-            let rest: Vec<String> = action::statements(a, ctx, concurrently)
-                .into_iter()
-                .skip(1)
-                .collect();
+            let rest = action::finish_retire(ctx, partition, *how, to_schema.as_deref());
             if !rest.is_empty() {
                 in_transaction(client, ctx, &rest).await?;
             }

@@ -7,7 +7,7 @@ use tokio_postgres::Client;
 
 use crate::db::quote::{ident, qualified};
 use crate::error::{Error, Result};
-use crate::plan::action::OWNER_MARK;
+use crate::plan::action::{OWNER_MARK, RETIRING_MARK};
 use crate::plan::bounds::{parse_bound, parse_key_value, render_key_value};
 use crate::plan::model::{
     Bound, DefaultRows, KeyKind, KeyValue, ObservedPartition, ObservedTable, Strategy,
@@ -16,7 +16,7 @@ use crate::policy::ValidPolicy;
 
 const OBSERVE_SQL: &str = r#"
 WITH parents AS (
-  SELECT c.oid, n.nspname, c.relname, pt.partstrat, pt.partdefid,
+  SELECT c.oid, c.relnamespace, n.nspname, c.relname, pt.partstrat, pt.partdefid,
          (SELECT coalesce(json_agg(a.attname ORDER BY k.ord), '[]')
             FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY k(attnum, ord)
             LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum) AS key_columns,
@@ -47,6 +47,16 @@ children AS (
     LEFT JOIN pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
    WHERE i.inhparent IN (SELECT oid FROM parents)
    GROUP BY i.inhparent
+),
+retiring AS (
+  SELECT r.relnamespace AS ns,
+         json_agg(json_build_array(r.relname, d.description)) AS items
+    FROM pg_description d
+    JOIN pg_class r ON r.oid = d.objoid
+   WHERE d.classoid = 'pg_class'::regclass AND d.objsubid = 0
+     AND d.description LIKE 'pgpart: retiring partition of %'
+     AND r.relkind = 'r' AND NOT r.relispartition
+   GROUP BY r.relnamespace
 )
 SELECT json_build_object(
   'schema', p.nspname,
@@ -55,6 +65,7 @@ SELECT json_build_object(
   'key_columns', p.key_columns,
   'key_types', p.key_types,
   'partitions', coalesce(ch.partitions, '[]'),
+  'retiring', coalesce(rt.items, '[]'),
   'default_stats', (
     SELECT query_to_xml(CASE WHEN p.key1 IS NOT NULL
              THEN format('SELECT count(*) AS c, min(%1$I)::text AS lo, max(%1$I)::text AS hi FROM %2$I.%3$I', p.key1, dn.nspname, dc.relname)
@@ -67,6 +78,7 @@ SELECT json_build_object(
 )
 FROM parents p
 LEFT JOIN children ch ON ch.parent = p.oid
+LEFT JOIN retiring rt ON rt.ns = p.relnamespace
 ORDER BY p.nspname, p.relname
 "#;
 
@@ -78,6 +90,7 @@ struct RawTable {
     key_columns: Vec<Option<String>>,
     key_types: Vec<String>,
     partitions: Vec<RawPartition>,
+    retiring: Vec<(String, String)>,
     default_stats: Option<String>,
     max_key: Option<String>,
 }
@@ -169,7 +182,10 @@ fn convert(raw: RawTable) -> Result<ObservedTable> {
         .into_iter()
         .map(|p| ObservedPartition {
             bound: parse_bound(&p.bound, key_kind).unwrap_or(Bound::RangeOther(p.bound.clone())),
-            managed: p.comment.as_deref() == Some(OWNER_MARK),
+            managed: p
+                .comment
+                .as_deref()
+                .is_some_and(|c| c == OWNER_MARK || c.starts_with(RETIRING_MARK)),
             schema: p.schema,
             name: p.name,
             detach_pending: p.detach_pending,
@@ -204,6 +220,7 @@ fn convert(raw: RawTable) -> Result<ObservedTable> {
         default_rows,
         max_key,
         default_slot_keys: Vec::new(),
+        retiring: raw.retiring,
     })
 }
 

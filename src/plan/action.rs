@@ -12,6 +12,32 @@ use crate::policy::RetentionAction;
 
 /// The comment that marks a partition as pgpart's own: retention only retires these.
 pub const OWNER_MARK: &str = "pgpart: managed partition";
+/// A partition being retired by Drop or MoveToSchema carries this (plus what is left to
+/// do) from before its detach until it is gone, so a pass that dies between the detach
+/// and the drop/move is finished by the next one.
+pub const RETIRING_MARK: &str = "pgpart: retiring partition of ";
+
+/// What a retiring mark says is left to do, naming the parent table it left.
+pub fn retiring_mark(table: &str, action: RetentionAction, to_schema: Option<&str>) -> String {
+    match (action, to_schema) {
+        (RetentionAction::MoveToSchema, Some(s)) => format!("{RETIRING_MARK}{table}: move to {s}"),
+        _ => format!("{RETIRING_MARK}{table}: drop"),
+    }
+}
+
+/// Read a retiring mark left by `table`'s policy: (action, target schema).
+pub fn parse_retiring_mark(
+    table: &str,
+    comment: &str,
+) -> Option<(RetentionAction, Option<String>)> {
+    let rest = comment.strip_prefix(&format!("{RETIRING_MARK}{table}: "))?;
+    if rest == "drop" {
+        return Some((RetentionAction::Drop, None));
+    }
+    let schema = rest.strip_prefix("move to ")?;
+    Some((RetentionAction::MoveToSchema, Some(schema.to_string())))
+}
+
 /// Name of the CHECK added to a child that is filled before it is attached.
 pub const BOUND_CHECK: &str = "pgpart_bound";
 /// Validated CHECK on the DEFAULT partition excluding the managed span from the current
@@ -123,6 +149,12 @@ pub enum Action {
         action: RetentionAction,
         to_schema: Option<String>,
     },
+    /// Drop or move a partition an earlier pass detached but did not finish retiring.
+    FinishRetire {
+        partition: String,
+        action: RetentionAction,
+        to_schema: Option<String>,
+    },
 }
 
 impl Action {
@@ -136,7 +168,7 @@ impl Action {
             Action::CreateList { .. } | Action::CreateHash { .. } => (3, None),
             Action::Repair { slot } => (4, Some(slot.from)),
             Action::CreateDefault { .. } => (5, None),
-            Action::Retire { .. } => (6, None),
+            Action::Retire { .. } | Action::FinishRetire { .. } => (6, None),
         }
     }
 
@@ -163,6 +195,7 @@ impl Action {
                 action: RetentionAction::MoveToSchema,
                 ..
             } => "move_to_schema",
+            Action::FinishRetire { .. } => "finish_retire",
         }
     }
 
@@ -174,7 +207,8 @@ impl Action {
             | Action::CreateHash { partition, .. }
             | Action::Adopt { partition }
             | Action::CreateDefault { partition }
-            | Action::Retire { partition, .. } => partition,
+            | Action::Retire { partition, .. }
+            | Action::FinishRetire { partition, .. } => partition,
             Action::GuardDefault { .. } => "",
         }
     }
@@ -238,6 +272,17 @@ impl Action {
                         to_schema.as_deref().unwrap_or("?")
                     )
                 }
+            },
+            Action::FinishRetire {
+                partition,
+                action,
+                to_schema,
+            } => match action {
+                RetentionAction::MoveToSchema => format!(
+                    "finish retiring {partition}: move it to schema {}",
+                    to_schema.as_deref().unwrap_or("?")
+                ),
+                _ => format!("finish retiring {partition}: drop it"),
             },
         }
     }
@@ -368,22 +413,23 @@ pub fn statements(action: &Action, ctx: &TableCtx, concurrent_detach: bool) -> V
             action,
             to_schema,
         } => {
-            let mut v = vec![detach(ctx, partition, concurrent_detach)];
-            match action {
-                RetentionAction::Detach => {}
-                RetentionAction::Drop => v.push(format!("DROP TABLE {}", ctx.child(partition))),
-                RetentionAction::MoveToSchema => {
-                    let schema = to_schema.as_deref().unwrap_or_default();
-                    v.push(format!("CREATE SCHEMA IF NOT EXISTS {}", ident(schema)));
-                    v.push(format!(
-                        "ALTER TABLE {} SET SCHEMA {}",
-                        ctx.child(partition),
-                        ident(schema)
-                    ));
-                }
+            let mut v = Vec::new();
+            if *action != RetentionAction::Detach {
+                v.push(format!(
+                    "COMMENT ON TABLE {} IS {}",
+                    ctx.child(partition),
+                    literal(&retiring_mark(&ctx.table, *action, to_schema.as_deref()))
+                ));
             }
+            v.push(detach(ctx, partition, concurrent_detach));
+            v.extend(finish_retire(ctx, partition, *action, to_schema.as_deref()));
             v
         }
+        Action::FinishRetire {
+            partition,
+            action,
+            to_schema,
+        } => finish_retire(ctx, partition, *action, to_schema.as_deref()),
     }
 }
 
@@ -450,4 +496,30 @@ pub fn drop_guard(ctx: &TableCtx) -> String {
         ctx.child(ctx.default_partition.as_deref().unwrap_or_default()),
         ident(DEFAULT_GUARD)
     )
+}
+
+/// What follows a retiring partition's detach, in one transaction.
+pub fn finish_retire(
+    ctx: &TableCtx,
+    partition: &str,
+    action: RetentionAction,
+    to_schema: Option<&str>,
+) -> Vec<String> {
+    match (action, to_schema) {
+        (RetentionAction::Detach, _) => Vec::new(),
+        (RetentionAction::MoveToSchema, Some(schema)) => vec![
+            format!("CREATE SCHEMA IF NOT EXISTS {}", ident(schema)),
+            format!(
+                "ALTER TABLE {} SET SCHEMA {}",
+                ctx.child(partition),
+                ident(schema)
+            ),
+            format!(
+                "COMMENT ON TABLE {} IS {}",
+                qualified(schema, partition),
+                literal("pgpart: retired partition")
+            ),
+        ],
+        _ => vec![format!("DROP TABLE {}", ctx.child(partition))],
+    }
 }

@@ -645,6 +645,18 @@ fn plan_range(
         }
     }
 
+    // Finish retirements an earlier pass left between detach and drop/move.
+    for (name, comment) in &table.retiring {
+        if let Some((action, to_schema)) = super::action::parse_retiring_mark(&table.name, comment)
+        {
+            actions.push(Action::FinishRetire {
+                partition: name.clone(),
+                action,
+                to_schema,
+            });
+        }
+    }
+
     // Retention: only whole ranges older than the cutoff, only pgpart's own (or adopted).
     if let (Some(ret), Some(c)) = (&policy.retention, cutoff) {
         let mut old: Vec<&(&ObservedPartition, KeyValue, KeyValue)> = sorted

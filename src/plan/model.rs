@@ -127,6 +127,8 @@ pub struct ObservedTable {
     /// One key from each grid slot that holds rows in the DEFAULT partition, oldest first
     /// (filled by `db::observe::scan_default` only when the default holds rows).
     pub default_slot_keys: Vec<KeyValue>,
+    /// Detached tables of this schema still marked as being retired: (name, comment).
+    pub retiring: Vec<(String, String)>,
 }
 
 impl ObservedTable {
