@@ -36,7 +36,7 @@ children AS (
   SELECT i.inhparent AS parent,
          json_agg(json_build_object(
            'schema', cn.nspname, 'name', c.relname,
-           'bound', pg_get_expr(c.relpartbound, c.oid),
+           'bound', pg_get_expr(c.relpartbound, 0),
            'comment', d.description,
            'detach_pending', i.inhdetachpending,
            'rows', greatest(c.reltuples, 0)::bigint,
