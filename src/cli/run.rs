@@ -10,6 +10,7 @@ use super::{Output, RunArgs};
 use crate::db::connect::Target;
 use crate::db::execute::{self, Outcome, can_detach_concurrently};
 use crate::db::observe::{observe, observe_and_plan, plan_table};
+use crate::db::quote;
 use crate::error::{Error, Result};
 use crate::plan::{Plan, action};
 use crate::policy::{PartitionPolicy, ValidPolicy, file::load_file, validate};
@@ -263,9 +264,23 @@ async fn apply_one(
     )
     .await?;
     let result = async {
-        // Under the lock, look again: another run may have done (some of) the work since
-        // the plan was made.
-        plan = observe_and_plan(client, &policy, now).await?.0;
+        // Under the lock, look again if another run may have done (some of) the work since
+        // the plan was made: every change pgpart makes adds or removes a partition.
+        let parent = format!(
+            "{}.{}",
+            quote::ident(&policy.schema),
+            quote::ident(&policy.table)
+        );
+        let now_partitions: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_inherits WHERE inhparent = to_regclass($1)",
+                &[&parent],
+            )
+            .await?
+            .get(0);
+        if now_partitions as usize != plan.observed_partitions {
+            plan = observe_and_plan(client, &policy, now).await?.0;
+        }
         let mut print = |o: &Outcome| match &o.result {
             Ok(()) if o.rows > 0 => println!(
                 "{}.{}: {} ({} rows moved)",

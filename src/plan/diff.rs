@@ -46,6 +46,8 @@ pub struct Plan {
     pub actions: Vec<Action>,
     pub findings: Vec<Finding>,
     pub summary: Summary,
+    /// How many partitions the plan was made from: a cheap test of whether it went stale.
+    pub observed_partitions: usize,
 }
 
 fn finding(reason: &'static str, message: String) -> Finding {
@@ -239,6 +241,7 @@ pub fn plan(
         actions,
         findings,
         summary,
+        observed_partitions: table.partitions.len(),
     })
 }
 
