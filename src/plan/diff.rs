@@ -4,7 +4,7 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
 use super::action::{Action, RangeSlot, TableCtx};
-use super::bounds::{display_key_value, parse_key_value};
+use super::bounds::display_key_value;
 use super::calendar::{Interval, TimeStep};
 use super::model::{Bound, KeyKind, KeyValue, ObservedPartition, ObservedTable, Strategy};
 use super::naming::SlotStart;
@@ -746,11 +746,6 @@ fn parse_start_time(s: &str) -> Result<NaiveDateTime> {
                 ),
             )
         })
-}
-
-/// Parse a key value the user gave for a key kind (used by repair and status).
-pub fn parse_user_key(s: &str, kind: KeyKind) -> Result<KeyValue> {
-    parse_key_value(s, kind).map_err(Error::Input)
 }
 
 /// The grid slot [from, to) of a range policy that `key` falls in (for scanning the default).
