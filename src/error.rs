@@ -4,7 +4,7 @@
 
 use thiserror::Error;
 
-#[derive(Debug, Error)]
+#[derive(Clone, Debug, Error)]
 pub enum Error {
     /// The policy itself is wrong; the message names the field and the fix.
     #[error("{field}: {message}")]

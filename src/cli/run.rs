@@ -266,11 +266,7 @@ async fn apply_one(
     let result = async {
         // Under the lock, look again if another run may have done (some of) the work since
         // the plan was made: every change pgpart makes adds or removes a partition.
-        let parent = format!(
-            "{}.{}",
-            quote::ident(&policy.schema),
-            quote::ident(&policy.table)
-        );
+        let parent = quote::qualified(&policy.schema, &policy.table);
         let now_partitions: i64 = client
             .query_one(
                 "SELECT count(*) FROM pg_inherits WHERE inhparent = to_regclass($1)",

@@ -20,6 +20,7 @@ use crate::db::execute::{self, Outcome};
 use crate::db::observe::observe_and_plan;
 use crate::error::Error;
 use crate::plan::Plan;
+use crate::policy::validate::DEFAULT_EVERY;
 use crate::policy::{PartitionPolicy, PartitionPolicyStatus, ValidPolicy, validate};
 use crate::telemetry::{ActionLabels, ErrorLabels, Metrics, PolicyLabels, TargetLabels};
 
@@ -99,16 +100,16 @@ async fn reconcile_pass(
     };
     ctx.metrics.reconciles.get_or_create(&labels).inc();
 
-    let report = match validate(&policy.spec) {
-        Err(e) => PassReport {
-            error: Some(e),
-            ..Default::default()
-        },
-        Ok(valid) => pass(&policy, &valid, &ctx, &ns).await,
+    let (report, every) = match validate(&policy.spec) {
+        Err(e) => (
+            PassReport {
+                error: Some(e),
+                ..Default::default()
+            },
+            DEFAULT_EVERY,
+        ),
+        Ok(valid) => (pass(&policy, &valid, &ctx, &ns).await, valid.every),
     };
-    let every = validate(&policy.spec)
-        .map(|v| v.every)
-        .unwrap_or(Duration::from_secs(3600));
 
     // Events for every change and every warning; the Recorder de-duplicates repeats.
     let oref = policy.object_ref(&());
@@ -358,24 +359,13 @@ async fn pass_inner(
     let error = outcomes
         .iter()
         .find_map(|o| o.result.as_ref().err())
-        .map(clone_error);
+        .cloned();
     Ok(PassReport {
         plan: Some(after),
         outcomes,
         pending,
         error,
     })
-}
-
-/// Errors are not Clone (they may wrap driver errors elsewhere); rebuild by reason.
-fn clone_error(e: &Error) -> Error {
-    match e {
-        Error::LockTimeout(m) => Error::LockTimeout(m.clone()),
-        Error::PermissionDenied(m) => Error::PermissionDenied(m.clone()),
-        Error::CheckViolation(m) => Error::CheckViolation(m.clone()),
-        Error::Connect(m) => Error::Connect(m.clone()),
-        other => Error::Database(other.to_string()),
-    }
 }
 
 /// Two policies on one table: the older keeps it, the later one is Stalled (Conflict).

@@ -8,8 +8,7 @@ use tokio_postgres::Client;
 use crate::db::quote::{ident, literal};
 use crate::error::{Error, Result};
 use crate::plan::Plan;
-use crate::plan::action::{self, Action, BOUND_CHECK, OWNER_MARK, RangeSlot, TableCtx};
-use crate::policy::RetentionAction;
+use crate::plan::action::{self, Action, OWNER_MARK, RangeSlot, TableCtx};
 
 /// Rows moved per transaction when repairing a default partition: small enough that no
 /// batch holds its locks for long, large enough that the per-batch overhead is small.
@@ -33,30 +32,36 @@ pub fn can_detach_concurrently(server_version_num: i32, ctx: &TableCtx) -> bool 
     server_version_num >= 140000 && ctx.default_partition.is_none()
 }
 
+/// Run `sql` outside a transaction block (as DETACH CONCURRENTLY and FINALIZE must run)
+/// with the session's lock_timeout set to `timeout` for it, then reset.
+async fn with_session_lock_timeout(client: &Client, timeout: Duration, sql: &str) -> Result<()> {
+    client
+        .batch_execute(&format!(
+            "SET lock_timeout = {}",
+            literal(&format!("{}ms", timeout.as_millis().max(1)))
+        ))
+        .await?;
+    let res = client.batch_execute(sql).await;
+    client.batch_execute("RESET lock_timeout").await?;
+    Ok(res?)
+}
+
 /// Hold the table's advisory lock (session level), waiting up to `wait` for another
 /// pgpart run that holds it. Callers observe and plan again once they have it.
 pub async fn lock_table(client: &Client, ctx: &TableCtx, wait: Duration) -> Result<()> {
     let name = format!("{}.{}", ctx.schema, ctx.table);
-    client
-        .batch_execute(&format!(
-            "SET lock_timeout = {}",
-            literal(&format!("{}ms", wait.as_millis()))
-        ))
-        .await?;
-    let res = client
-        .execute(
-            "SELECT pg_advisory_lock($1, hashtext($2))",
-            &[&ADVISORY_NAMESPACE, &name],
-        )
-        .await;
-    client.batch_execute("RESET lock_timeout").await?;
-    res.map_err(|e| match Error::from(e) {
-        Error::LockTimeout(_) => {
-            Error::LockTimeout(format!("another pgpart run is working on {name}"))
-        }
-        other => other,
-    })?;
-    Ok(())
+    let sql = format!(
+        "SELECT pg_advisory_lock({ADVISORY_NAMESPACE}, hashtext({}))",
+        literal(&name)
+    );
+    with_session_lock_timeout(client, wait, &sql)
+        .await
+        .map_err(|e| match e {
+            Error::LockTimeout(_) => {
+                Error::LockTimeout(format!("another pgpart run is working on {name}"))
+            }
+            other => other,
+        })
 }
 
 pub async fn unlock_table(client: &Client, ctx: &TableCtx) -> Result<()> {
@@ -153,18 +158,8 @@ async fn execute_action(
 ) -> Result<()> {
     match a {
         Action::FinishDetach { .. } => {
-            // FINALIZE can't run in a transaction block.
-            let set = format!(
-                "SET lock_timeout = {}",
-                literal(&format!("{}ms", ctx.lock_timeout.as_millis().max(1)))
-            );
-            client.batch_execute(&set).await?;
-            let res = client
-                .batch_execute(&action::statements(a, ctx, false).join("; "))
-                .await;
-            client.batch_execute("RESET lock_timeout").await?;
-            res?;
-            Ok(())
+            let finalize = action::statements(a, ctx, false).join("; ");
+            with_session_lock_timeout(client, ctx.lock_timeout, &finalize).await
         }
         Action::Retire {
             partition,
@@ -173,29 +168,13 @@ async fn execute_action(
         } => {
             // Mark first (Drop/MoveToSchema), so a pass dying after the detach leaves a
             // table the next pass finishes; then detach; then drop or move.
-            if *how != RetentionAction::Detach {
-                let mark = format!(
-                    "COMMENT ON TABLE {} IS {}",
-                    ctx.child(partition),
-                    literal(&action::retiring_mark(
-                        &ctx.table,
-                        *how,
-                        to_schema.as_deref()
-                    ))
-                );
+            if let Some(mark) = action::mark_retiring(ctx, partition, *how, to_schema.as_deref()) {
                 in_transaction(client, ctx, &[mark]).await?;
             }
             let concurrently = can_detach_concurrently(version, ctx);
             let detach = action::detach(ctx, partition, concurrently);
             if concurrently {
-                let set = format!(
-                    "SET lock_timeout = {}",
-                    literal(&format!("{}ms", ctx.lock_timeout.as_millis().max(1)))
-                );
-                client.batch_execute(&set).await?;
-                let res = client.batch_execute(&detach).await;
-                client.batch_execute("RESET lock_timeout").await?;
-                res?;
+                with_session_lock_timeout(client, ctx.lock_timeout, &detach).await?;
             } else {
                 in_transaction(client, ctx, std::slice::from_ref(&detach)).await?;
             }
@@ -241,22 +220,12 @@ async fn repair(
         .clone()
         .ok_or_else(|| Error::Database("repair planned without a default partition".into()))?;
     let child = ctx.child(&slot.name);
-    let qualified_child = format!("{}.{}", ident(&ctx.schema), ident(&slot.name));
-    let create = [
-        action::create_like(ctx, &slot.name),
-        format!(
-            "ALTER TABLE {child} ADD CONSTRAINT {} CHECK ({})",
-            ident(BOUND_CHECK),
-            ctx.range_predicate(slot.from, slot.to)
-        ),
-        action::mark_owned(ctx, &slot.name),
-    ];
-    if let Err(e) = in_transaction(client, ctx, &create).await {
+    if let Err(e) = in_transaction(client, ctx, &action::repair_create(ctx, slot)).await {
         // An earlier run may have died after creating the child: continue only with our own.
         let row = client
             .query_one(
                 "SELECT obj_description(c.oid, 'pg_class'), c.relispartition FROM pg_class c WHERE c.oid = to_regclass($1)",
-                &[&qualified_child],
+                &[&child],
             )
             .await;
         match row {
@@ -270,7 +239,7 @@ async fn repair(
         .query(
             "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 \
              AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
-            &[&format!("{}.{}", ident(&ctx.schema), ident(&ctx.table))],
+            &[&ctx.parent()],
         )
         .await?
         .iter()
@@ -321,16 +290,8 @@ async fn repair(
     ))
     .await?;
     let n = tx.execute(&move_sql(None), &[]).await? as i64;
-    tx.batch_execute(&format!(
-        "{}; ALTER TABLE {child} DROP CONSTRAINT {}",
-        action::attach(
-            ctx,
-            &slot.name,
-            &format!("FOR VALUES {}", ctx.range_bound_sql(slot.from, slot.to))
-        ),
-        ident(BOUND_CHECK)
-    ))
-    .await?;
+    tx.batch_execute(&action::repair_attach(ctx, slot).join("; "))
+        .await?;
     let in_child: i64 = tx
         .query_one(&format!("SELECT count(*) FROM {child}"), &[])
         .await?

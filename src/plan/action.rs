@@ -298,6 +298,54 @@ pub fn create_like(ctx: &TableCtx, name: &str) -> String {
     )
 }
 
+/// Before a Drop or MoveToSchema retirement detaches a partition, say what is left to do
+/// (nothing to mark for a plain Detach).
+pub fn mark_retiring(
+    ctx: &TableCtx,
+    partition: &str,
+    action: RetentionAction,
+    to_schema: Option<&str>,
+) -> Option<String> {
+    (action != RetentionAction::Detach).then(|| {
+        format!(
+            "COMMENT ON TABLE {} IS {}",
+            ctx.child(partition),
+            literal(&retiring_mark(&ctx.table, action, to_schema))
+        )
+    })
+}
+
+/// Repair's first transaction: the slot's child, standalone, with a CHECK of its bound
+/// (so the attach need not scan it once filled), marked as pgpart's.
+pub fn repair_create(ctx: &TableCtx, slot: &RangeSlot) -> [String; 3] {
+    [
+        create_like(ctx, &slot.name),
+        format!(
+            "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})",
+            ctx.child(&slot.name),
+            ident(BOUND_CHECK),
+            ctx.range_predicate(slot.from, slot.to)
+        ),
+        mark_owned(ctx, &slot.name),
+    ]
+}
+
+/// Repair's last statements: attach the filled child, drop its helper CHECK.
+pub fn repair_attach(ctx: &TableCtx, slot: &RangeSlot) -> [String; 2] {
+    [
+        attach(
+            ctx,
+            &slot.name,
+            &format!("FOR VALUES {}", ctx.range_bound_sql(slot.from, slot.to)),
+        ),
+        format!(
+            "ALTER TABLE {} DROP CONSTRAINT {}",
+            ctx.child(&slot.name),
+            ident(BOUND_CHECK)
+        ),
+    ]
+}
+
 pub fn mark_owned(ctx: &TableCtx, name: &str) -> String {
     format!(
         "COMMENT ON TABLE {} IS {}",
@@ -380,47 +428,25 @@ pub fn statements(action: &Action, ctx: &TableCtx, concurrent_detach: bool) -> V
         }
         Action::Repair { slot } => {
             let default = ctx.default_partition.as_deref().unwrap_or_default();
-            vec![
-                create_like(ctx, &slot.name),
-                format!(
-                    "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})",
-                    ctx.child(&slot.name),
-                    ident(BOUND_CHECK),
-                    ctx.range_predicate(slot.from, slot.to)
-                ),
-                mark_owned(ctx, &slot.name),
-                format!(
-                    "-- in batches, each its own transaction: move rows of [{}, {}) from {} into {}",
-                    ctx.show(slot.from),
-                    ctx.show(slot.to),
-                    ctx.child(default),
-                    ctx.child(&slot.name)
-                ),
-                attach(
-                    ctx,
-                    &slot.name,
-                    &format!("FOR VALUES {}", ctx.range_bound_sql(slot.from, slot.to)),
-                ),
-                format!(
-                    "ALTER TABLE {} DROP CONSTRAINT {}",
-                    ctx.child(&slot.name),
-                    ident(BOUND_CHECK)
-                ),
-            ]
+            let mut v = repair_create(ctx, slot).to_vec();
+            v.push(format!(
+                "-- in batches, each its own transaction: move rows of [{}, {}) from {} into {}",
+                ctx.show(slot.from),
+                ctx.show(slot.to),
+                ctx.child(default),
+                ctx.child(&slot.name)
+            ));
+            v.extend(repair_attach(ctx, slot));
+            v
         }
         Action::Retire {
             partition,
             action,
             to_schema,
         } => {
-            let mut v = Vec::new();
-            if *action != RetentionAction::Detach {
-                v.push(format!(
-                    "COMMENT ON TABLE {} IS {}",
-                    ctx.child(partition),
-                    literal(&retiring_mark(&ctx.table, *action, to_schema.as_deref()))
-                ));
-            }
+            let mut v: Vec<String> = mark_retiring(ctx, partition, *action, to_schema.as_deref())
+                .into_iter()
+                .collect();
             v.push(detach(ctx, partition, concurrent_detach));
             v.extend(finish_retire(ctx, partition, *action, to_schema.as_deref()));
             v
