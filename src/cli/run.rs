@@ -9,8 +9,7 @@ use serde_json::json;
 use super::{Output, RunArgs};
 use crate::db::connect::Target;
 use crate::db::execute::{self, Outcome, can_detach_concurrently};
-use crate::db::observe::{observe, observe_and_plan, plan_table};
-use crate::db::quote;
+use crate::db::observe::{observe, plan_table, replan_if_stale};
 use crate::error::{Error, Result};
 use crate::plan::{Plan, action};
 use crate::policy::{PartitionPolicy, ValidPolicy, file::load_file, validate};
@@ -264,19 +263,7 @@ async fn apply_one(
     )
     .await?;
     let result = async {
-        // Under the lock, look again if another run may have done (some of) the work since
-        // the plan was made: every change pgpart makes adds or removes a partition.
-        let parent = quote::qualified(&policy.schema, &policy.table);
-        let now_partitions: i64 = client
-            .query_one(
-                "SELECT count(*) FROM pg_inherits WHERE inhparent = to_regclass($1)",
-                &[&parent],
-            )
-            .await?
-            .get(0);
-        if now_partitions as usize != plan.observed_partitions {
-            plan = observe_and_plan(client, &policy, now).await?.0;
-        }
+        replan_if_stale(client, &mut plan, &policy, now).await?;
         let mut print = |o: &Outcome| match &o.result {
             Ok(()) if o.rows > 0 => println!(
                 "{}.{}: {} ({} rows moved)",

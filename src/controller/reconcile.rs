@@ -17,7 +17,7 @@ use super::pool::Pools;
 use super::secret::target_from_secret;
 use super::status::{DEFAULT_EMPTY, READY, RECONCILING, STALLED, cond, conditions, truncate};
 use crate::db::execute::{self, Outcome};
-use crate::db::observe::observe_and_plan;
+use crate::db::observe::{observe_and_plan, replan_if_stale};
 use crate::error::Error;
 use crate::plan::Plan;
 use crate::policy::validate::DEFAULT_EVERY;
@@ -336,8 +336,9 @@ async fn pass_inner(
         valid.lock_timeout.max(Duration::from_secs(30)),
     )
     .await?;
-    // Under the lock, look again: another run may have done the work meanwhile.
-    let current = observe_and_plan(&conn, valid, now).await?.0;
+    // Under the lock, look again if another run changed the table meanwhile.
+    let mut current = first;
+    replan_if_stale(&conn, &mut current, valid, now).await?;
     let outcomes = execute::execute_plan(&mut conn, &current, version, &mut |o| {
         tracing::info!(
             action = o.action.kind(),

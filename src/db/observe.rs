@@ -353,3 +353,26 @@ pub async fn observe_and_plan(
         o.server_version_num,
     ))
 }
+
+/// Under the table's advisory lock, plan again if another run changed the table since
+/// `plan` was made: every change pgpart makes adds or removes a partition, so a count of
+/// pg_inherits rows tells, without a full observation.
+pub async fn replan_if_stale(
+    client: &Client,
+    plan: &mut crate::plan::Plan,
+    policy: &ValidPolicy,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    let parent = qualified(&policy.schema, &policy.table);
+    let partitions: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = to_regclass($1)",
+            &[&parent],
+        )
+        .await?
+        .get(0);
+    if partitions as usize != plan.observed_partitions {
+        *plan = observe_and_plan(client, policy, now).await?.0;
+    }
+    Ok(())
+}
