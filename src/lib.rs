@@ -4,6 +4,7 @@
 //! `plan` is pure (no I/O); `db` and `controller` are the thin imperative shell.
 
 pub mod cli;
+pub mod clock;
 pub mod controller;
 pub mod db;
 pub mod error;

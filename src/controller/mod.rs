@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, predicates, reflector, watcher};
 use kube::{Api, Client};
 use tokio::sync::watch;
 
@@ -50,15 +50,10 @@ pub struct Args {
     pub log_format: LogFormat,
     #[arg(long, default_value = "info")]
     pub log_level: String,
-    /// Shift the controller's clock (seconds), for tests and what-ifs, like the CLI's --now.
-    #[arg(
-        long,
-        hide = true,
-        env = "PGPART_CLOCK_OFFSET_SECONDS",
-        default_value_t = 0,
-        allow_negative_numbers = true
-    )]
-    pub clock_offset_seconds: i64,
+    /// Start the clock at this instant (RFC 3339) instead of the wall clock's; it then
+    /// advances with real time. For tests and what-ifs, like the CLI's --now.
+    #[arg(long, env = "PGPART_NOW")]
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Resolves when SIGTERM or Ctrl-C arrives.
@@ -157,6 +152,20 @@ pub async fn run(args: Args) -> Result<()> {
         controller: "pgpart".into(),
         instance: Some(identity.clone()),
     };
+    // Only spec changes (a new generation) start a pass: the status each pass writes
+    // must not start another one.
+    let mut stores = Vec::new();
+    let mut streams = Vec::new();
+    for api in apis {
+        let (reader, writer) = reflector::store();
+        let policies = watcher(api, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .reflect(writer)
+            .applied_objects()
+            .predicate_filter(predicates::generation, Default::default());
+        stores.push(reader.clone());
+        streams.push((policies, reader));
+    }
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
@@ -164,13 +173,14 @@ pub async fn run(args: Args) -> Result<()> {
         pool_size: args.pool_size as usize,
         metrics: metrics.clone(),
         claims: Default::default(),
+        policies: stores,
         failures: Default::default(),
-        clock_offset: chrono::Duration::seconds(args.clock_offset_seconds),
+        clock: crate::clock::Clock::new(args.now),
     });
-    let controllers = futures::future::join_all(apis.into_iter().map(|api| {
+    let controllers = futures::future::join_all(streams.into_iter().map(|(policies, reader)| {
         let ctx = ctx.clone();
         let stop = stopped(stop_rx.clone());
-        Controller::new(api, watcher::Config::default().any_semantic())
+        Controller::for_stream(policies, reader)
             .graceful_shutdown_on(stop)
             .run(reconcile::reconcile, reconcile::error_policy, ctx)
             .for_each(|res| async move {

@@ -4,11 +4,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::Instrument;
@@ -24,25 +25,20 @@ use crate::policy::validate::DEFAULT_EVERY;
 use crate::policy::{PartitionPolicy, PartitionPolicyStatus, ValidPolicy, validate};
 use crate::telemetry::{ActionLabels, ErrorLabels, Metrics, PolicyLabels, TargetLabels};
 
-pub struct Claim {
-    pub uid: String,
-    pub namespace: String,
-    pub name: String,
-    pub created: Option<k8s_openapi::jiff::Timestamp>,
-}
-
 pub struct Ctx {
     pub client: Client,
     pub recorder: Recorder,
     pub pools: Pools,
     pub pool_size: usize,
     pub metrics: Arc<Metrics>,
-    /// (database target, schema.table) → the policy that manages it.
-    pub claims: Mutex<HashMap<(String, String), Claim>>,
+    /// "target schema.table" → uid of the policy that manages it (see [`claim`]).
+    pub claims: Mutex<HashMap<String, String>>,
+    /// The watched policies (one cache per watched scope), for the claims of others.
+    pub policies: Vec<Store<PartitionPolicy>>,
     /// Consecutive transient failures per policy uid, for back-off.
     pub failures: Mutex<HashMap<String, u32>>,
-    /// Added to the wall clock (tests and what-ifs).
-    pub clock_offset: chrono::Duration,
+    /// pgpart's clock: the wall clock, or `--now` advancing from the start.
+    pub clock: crate::clock::Clock,
 }
 
 /// How soon to look again when actions remain (a bounded pass left work for the next).
@@ -70,6 +66,8 @@ struct PassReport {
     /// Actions still to do after this pass.
     pending: Vec<String>,
     error: Option<Error>,
+    /// The table this policy holds (see [`claim`]), once this pass claimed it.
+    claim: Option<String>,
 }
 
 pub async fn reconcile(
@@ -99,6 +97,8 @@ async fn reconcile_pass(
         table: policy.spec.table.clone(),
     };
     ctx.metrics.reconciles.get_or_create(&labels).inc();
+    // One instant for the whole pass: the plan, the status and the metrics agree on it.
+    let now = ctx.clock.now();
 
     let (report, every) = match validate(&policy.spec) {
         Err(e) => (
@@ -108,7 +108,7 @@ async fn reconcile_pass(
             },
             DEFAULT_EVERY,
         ),
-        Ok(valid) => (pass(&policy, &valid, &ctx, &ns).await, valid.every),
+        Ok(valid) => (pass(&policy, &valid, &ctx, &ns, now).await, valid.every),
     };
 
     // Events for every change and every warning; the Recorder de-duplicates repeats.
@@ -163,7 +163,7 @@ async fn reconcile_pass(
         }
     }
 
-    let status = build_status(&policy, &report);
+    let status = build_status(&policy, &report, now);
     let api: Api<PartitionPolicy> = Api::namespaced(ctx.client.clone(), &ns);
     let patch =
         json!({ "apiVersion": "pgpart.io/v1alpha1", "kind": "PartitionPolicy", "status": status });
@@ -191,11 +191,10 @@ async fn reconcile_pass(
                 .get_or_create(&labels)
                 .set(secs);
             // Absolute, so an alert on it minus time() still fires while passes fail.
-            let now = (Utc::now() + ctx.clock_offset).timestamp();
             ctx.metrics
                 .covered_until
                 .get_or_create(&labels)
-                .set(now.saturating_add(secs));
+                .set(now.timestamp().saturating_add(secs));
         }
     }
     for (target, in_use) in ctx.pools.snapshot() {
@@ -259,8 +258,14 @@ fn event_reason(kind: &str) -> &'static str {
     }
 }
 
-async fn pass(policy: &PartitionPolicy, valid: &ValidPolicy, ctx: &Ctx, ns: &str) -> PassReport {
-    match pass_inner(policy, valid, ctx, ns).await {
+async fn pass(
+    policy: &PartitionPolicy,
+    valid: &ValidPolicy,
+    ctx: &Ctx,
+    ns: &str,
+    now: DateTime<Utc>,
+) -> PassReport {
+    match pass_inner(policy, valid, ctx, ns, now).await {
         Ok(r) => r,
         Err(e) => PassReport {
             error: Some(e),
@@ -274,6 +279,7 @@ async fn pass_inner(
     valid: &ValidPolicy,
     ctx: &Ctx,
     ns: &str,
+    now: DateTime<Utc>,
 ) -> Result<PassReport, Error> {
     let db = policy.spec.database.as_ref().ok_or_else(|| {
         Error::invalid(
@@ -312,11 +318,10 @@ async fn pass_inner(
 
     let pool = ctx.pools.get(key, &target, ctx.pool_size);
     let mut conn = pool.get().await?;
-    let now = Utc::now() + ctx.clock_offset;
     let (first, version) = observe_and_plan(&conn, valid, now).await?;
     // Claim the table only once the policy plans cleanly: a broken policy must not make
     // a good one on the same table report Conflict instead of its own error.
-    claim(ctx, policy, &description, valid).await?;
+    let claim = Some(claim(ctx, policy, &description, valid).await?);
     if valid.suspend || valid.dry_run || first.actions.is_empty() {
         let pending = first
             .actions
@@ -326,6 +331,7 @@ async fn pass_inner(
         return Ok(PassReport {
             plan: Some(first),
             pending,
+            claim,
             ..Default::default()
         });
     }
@@ -366,55 +372,67 @@ async fn pass_inner(
         outcomes,
         pending,
         error,
+        claim,
     })
 }
 
-/// Two policies on one table: the older keeps it, the later one is Stalled (Conflict).
+/// Two policies on one table: the one that holds it keeps it, the other is Stalled
+/// (Conflict), whatever their names or creation times. A hold lives in this process
+/// (`ctx.claims`, so two new policies reconciled at once cannot both win) and in the
+/// holder's `status.claim`, so it survives a restart or a change of leader.
 async fn claim(
     ctx: &Ctx,
     policy: &PartitionPolicy,
     target: &str,
     valid: &ValidPolicy,
-) -> Result<(), Error> {
-    let key = (
-        target.to_string(),
-        format!("{}.{}", valid.schema, valid.table),
-    );
-    let me = Claim {
-        uid: policy.uid().unwrap_or_default(),
-        namespace: policy.namespace().unwrap_or_default(),
-        name: policy.name_any(),
-        created: policy.meta().creation_timestamp.as_ref().map(|t| t.0),
-    };
-    let holder = {
-        let claims = ctx.claims.lock().expect("claims lock");
-        claims.get(&key).filter(|c| c.uid != me.uid).map(|c| {
-            (
-                c.uid.clone(),
-                c.namespace.clone(),
-                c.name.clone(),
-                c.created,
-            )
-        })
-    };
-    if let Some((uid, hns, hname, hcreated)) = holder {
-        // The holder may be gone (deleted policies are not reconciled): check it still exists.
-        let api: Api<PartitionPolicy> = Api::namespaced(ctx.client.clone(), &hns);
-        let alive = matches!(api.get_opt(&hname).await, Ok(Some(p)) if p.uid().as_deref() == Some(uid.as_str()) && p.spec.table == policy.spec.table);
-        // Ties (creationTimestamp has whole seconds) keep the current holder.
-        let holder_is_older = hcreated <= me.created;
-        if alive && holder_is_older {
-            return Err(Error::Conflict(format!(
-                "table {} is already managed by PartitionPolicy {hns}/{hname}; delete one of the two policies",
-                key.1
-            )));
-        }
+) -> Result<String, Error> {
+    let table = format!("{}.{}", valid.schema, valid.table);
+    let claim = format!("{target} {table}");
+    let me = policy.uid().unwrap_or_default();
+    for store in &ctx.policies {
+        // Every policy's status is known before any claim is judged.
+        store
+            .wait_until_ready()
+            .await
+            .map_err(|e| Error::KubeApi(format!("policy cache: {e}")))?;
     }
-    ctx.claims.lock().expect("claims lock").insert(key, me);
-    Ok(())
+    let holds = |p: &PartitionPolicy| {
+        p.uid().as_deref() != Some(me.as_str()) && p.spec.table == policy.spec.table
+    };
+    let mut claims = ctx.claims.lock().expect("claims lock");
+    let live = |uid: &str| {
+        ctx.policies
+            .iter()
+            .find_map(|s| s.find(|p| p.uid().as_deref() == Some(uid) && holds(p)))
+    };
+    let holder = claims
+        .get(&claim)
+        .filter(|uid| **uid != me)
+        .and_then(|uid| live(uid))
+        .or_else(|| {
+            ctx.policies.iter().find_map(|s| {
+                s.find(|p| {
+                    holds(p) && p.status.as_ref().and_then(|st| st.claim.as_deref()) == Some(&claim)
+                })
+            })
+        });
+    if let Some(h) = holder {
+        return Err(Error::Conflict(format!(
+            "table {table} is already managed by PartitionPolicy {}/{}; delete one of the two policies",
+            h.namespace().unwrap_or_default(),
+            h.name_any()
+        )));
+    }
+    claims.insert(claim.clone(), me);
+    Ok(claim)
 }
 
-fn build_status(policy: &PartitionPolicy, report: &PassReport) -> PartitionPolicyStatus {
+fn build_status(
+    policy: &PartitionPolicy,
+    report: &PassReport,
+    now: DateTime<Utc>,
+) -> PartitionPolicyStatus {
+    let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let previous = policy.status.clone().unwrap_or_default();
     let generation = policy.metadata.generation;
     let summary = report
@@ -540,10 +558,17 @@ fn build_status(policy: &PartitionPolicy, report: &PassReport) -> PartitionPolic
             previous.default_partition_rows
         },
         last_maintenance_time: if report.outcomes.iter().any(|o| o.result.is_ok()) {
-            Some(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            Some(stamp.clone())
         } else {
             previous.last_maintenance_time
         },
         pending_actions: report.pending.clone(),
+        last_pass_time: Some(stamp),
+        // A policy refused for a conflict holds nothing; a pass that failed before it
+        // could claim keeps what it held.
+        claim: match &report.error {
+            Some(Error::Conflict(_)) => None,
+            _ => report.claim.clone().or(previous.claim),
+        },
     }
 }

@@ -212,11 +212,19 @@ pub struct PartitionPolicyStatus {
     pub covered_until: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_partition_rows: Option<i64>,
+    /// When a pass last changed the database (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_maintenance_time: Option<String>,
     /// What the next pass would do (dry run, suspended, or blocked).
     #[serde(default)]
     pub pending_actions: Vec<String>,
+    /// When the last pass ran (pgpart's clock, RFC 3339), whether or not it changed anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_pass_time: Option<String>,
+    /// The database and table this policy holds ("user@host:port/dbname schema.table"):
+    /// another policy naming the same table is refused with Conflict while this one exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<String>,
 }
 
 /// The CRD as `crds/` holds it.

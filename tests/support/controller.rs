@@ -228,6 +228,8 @@ impl Controller {
             .args(["--log-level", "info,pgpart=debug"])
             .args(&options.extra_args)
             .env("KUBECONFIG", kubeconfig_path())
+            // The test's clock (a `--now` in the args wins over it).
+            .env("PGPART_NOW", super::clock::now_arg())
             .env_remove("PGPART_LOG")
             .env_remove("RUST_LOG")
             .env_remove("POD_NAME")

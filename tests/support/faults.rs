@@ -205,6 +205,8 @@ impl TraceController {
             .args(["--log-level", level])
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
+            // The test's clock (a `--now` in the args wins over it).
+            .env("PGPART_NOW", super::clock::now_arg())
             .env_remove("PGPART_LOG")
             .env_remove("RUST_LOG")
             .env_remove("POD_NAME")

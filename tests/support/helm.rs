@@ -401,6 +401,8 @@ impl SaController {
         let mut cmd = Command::new(PGPART);
         cmd.args(&args)
             .env("KUBECONFIG", kubeconfig)
+            // The test's clock (a `--now` in the args wins over it).
+            .env("PGPART_NOW", super::clock::now_arg())
             .env_remove("PGPART_LOG")
             .env_remove("RUST_LOG")
             .env_remove("POD_NAME")

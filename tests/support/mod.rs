@@ -1,5 +1,6 @@
 #![allow(dead_code)]
 pub mod cli;
+pub mod clock;
 pub mod controller;
 pub mod faults;
 pub mod helm;
