@@ -15,11 +15,10 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use pgpart::policy::PartitionPolicy;
 use support::cli::{self, PolicyFile};
+use support::clock;
 use support::controller::{self as ctl, Controller, apply, condition, uri_secret};
 use support::kube::{self as testkube, TestNamespace};
 use support::pg::{self, TestDb};
-
-const NOW: &str = "2026-11-22T10:00:00Z";
 
 struct Case {
     name: String,
@@ -55,13 +54,14 @@ fn corpus() -> Vec<Case> {
 
 /// Tables the corpus points at.
 async fn fixtures(db: &TestDb) {
+    let month = clock::month_start(clock::now());
+    let this_month = clock::month_partition_sql("public", "events", month);
     db.client
-        .batch_execute(
+        .batch_execute(&format!(
             "CREATE TABLE public.events (id bigint GENERATED ALWAYS AS IDENTITY, at timestamptz NOT NULL, payload text)
                  PARTITION BY RANGE (at);
-             CREATE TABLE public.events_p20261101 PARTITION OF public.events
-                 FOR VALUES FROM ('2026-11-01 00:00:00+00') TO ('2026-12-01 00:00:00+00');
-             INSERT INTO public.events (at, payload) VALUES ('2026-11-05 00:00:00+00', 'x');
+             {this_month}
+             INSERT INTO public.events (at, payload) VALUES ('{month} 00:00:00+00', 'x');
              CREATE TABLE public.regions (id bigint NOT NULL, region text NOT NULL) PARTITION BY LIST (region);
              CREATE TABLE public.regions_eu PARTITION OF public.regions FOR VALUES IN ('de', 'fr');
              CREATE TABLE public.items (id bigint NOT NULL, name text) PARTITION BY RANGE (id);
@@ -71,7 +71,7 @@ async fn fixtures(db: &TestDb) {
              CREATE TABLE public.hashed_2 PARTITION OF public.hashed FOR VALUES WITH (MODULUS 4, REMAINDER 2);
              CREATE TABLE public.hashed_3 PARTITION OF public.hashed FOR VALUES WITH (MODULUS 4, REMAINDER 3);
              CREATE TABLE public.plain (id bigint NOT NULL, at timestamptz NOT NULL);",
-        )
+        ))
         .await
         .expect("corpus fixtures");
 }
@@ -91,7 +91,7 @@ async fn cli_corpus(major: u32) {
                 "--database-url",
                 &db.url,
                 "--now",
-                NOW,
+                &clock::now_arg(),
             ])
             .await;
             if run.code != 2 || !run.both().contains(&case.expect) || run.panicked() {

@@ -4,12 +4,10 @@
 //! scripts/test. Takes about a minute.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 #[test]
 fn bench_smoke_runs_every_scenario() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let started = Instant::now();
     let out = Command::new(format!("{root}/scripts/bench"))
         .args(["--smoke", "--no-write"])
         .env("PGPART_BENCH_BIN", env!("CARGO_BIN_EXE_pgpart"))
@@ -37,10 +35,5 @@ fn bench_smoke_runs_every_scenario() {
     assert!(
         !stdout.contains("failed:**"),
         "a scenario failed:\n{stdout}\n{stderr}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(300),
-        "the smoke run should stay quick, took {:?}",
-        started.elapsed()
     );
 }

@@ -16,9 +16,11 @@ use kube::api::{Api, DeleteParams, ListParams};
 use kube::{Client, ResourceExt};
 use pgpart::policy::PartitionPolicy;
 use serde_json::{Value, json};
+use support::clock;
 use support::controller::{
     self as ctl, Controller, Election, Options, WAIT, apply, condition, conditions_summary,
-    eventually, has_condition, observed_current, stays, uri_secret, wait_for, wait_ready,
+    eventually, has_condition, last_pass_time, observed_current, policy, stays, uri_secret,
+    wait_for, wait_ready,
 };
 use support::kube::{self as testkube, TestNamespace};
 use support::pg::{self, TestDb};
@@ -65,11 +67,7 @@ impl Env {
     }
 
     async fn sql(&self, sql: &str) {
-        self.db
-            .client
-            .batch_execute(sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        pg::sql(&self.db.client, sql).await;
     }
 
     /// A monthly timestamptz table `public.<name>`, partitioned by range.
@@ -98,42 +96,12 @@ impl Env {
     }
 }
 
-/// A PartitionPolicy document with `spec.database.secretRef.name: db` and `spec` merged in.
-fn policy(name: &str, spec: Value) -> Value {
-    let mut doc = json!({
-        "apiVersion": "pgpart.io/v1alpha1",
-        "kind": "PartitionPolicy",
-        "metadata": { "name": name },
-        "spec": { "database": { "secretRef": { "name": SECRET } } },
-    });
-    for (k, v) in spec.as_object().expect("spec is an object") {
-        doc["spec"][k] = v.clone();
-    }
-    doc
-}
-
 fn monthly(name: &str, table: &str, premake: u32) -> Value {
     policy(
         name,
+        SECRET,
         json!({ "table": table, "range": { "interval": "1 month", "premake": premake } }),
     )
-}
-
-/// Names `<table>_pYYYYMM01` of this month and the `ahead` months after it (UTC).
-fn expected_monthly(table: &str, ahead: u32) -> Vec<String> {
-    use chrono::{Datelike, Utc};
-    let now = Utc::now();
-    let (mut y, mut m) = (now.year(), now.month());
-    let mut out = Vec::new();
-    for _ in 0..=ahead {
-        out.push(format!("{table}_p{y:04}{m:02}01"));
-        m += 1;
-        if m == 13 {
-            m = 1;
-            y += 1;
-        }
-    }
-    out
 }
 
 /// events.k8s.io/v1 Events in `ns` about policy `name`.
@@ -206,8 +174,9 @@ async fn policy_creates_partitions_reports_ready_records_events_and_prints_colum
     let took = started.elapsed();
     eprintln!("apply -> Ready=True took {took:?} (PostgreSQL 17, 4 partitions to create)");
 
-    // In the database: this month and 3 ahead, all pgpart's.
-    let want = expected_monthly("events", 3);
+    // In the database: the month of the pass and 3 ahead, all pgpart's.
+    let pass = last_pass_time(&p);
+    let want = clock::monthly("events", pass, 3);
     let parts = support::cli::partitions(&env.db.client, "public.events").await;
     let names: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, want, "partitions of public.events");
@@ -223,10 +192,15 @@ async fn policy_creates_partitions_reports_ready_records_events_and_prints_colum
     assert_eq!(s.oldest.as_deref(), Some(want[0].as_str()));
     assert_eq!(s.newest.as_deref(), Some(want[3].as_str()));
     // Covered until the end of the newest partition (the start of the month after it).
-    let covered_end = expected_monthly("x", 4)[4][3..].to_owned(); // YYYYMM01
+    let covered_end = clock::add_months(clock::month_start(pass), 4);
     assert_eq!(
         s.covered_until.as_deref(),
-        Some(format!("{}-{}-01T00:00:00Z", &covered_end[..4], &covered_end[4..6]).as_str()),
+        Some(
+            covered_end
+                .format("%Y-%m-%dT00:00:00Z")
+                .to_string()
+                .as_str()
+        ),
         "status.coveredUntil"
     );
     assert!(
@@ -418,10 +392,10 @@ async fn secret_with_separate_keys_connects() {
     let mut doc = monthly("events", "public.events", 1);
     doc["spec"]["database"]["secretRef"]["name"] = json!("keys");
     env.apply_policy(&doc).await;
-    wait_ready(&env.policies, "events", WAIT).await;
+    let p = wait_ready(&env.policies, "events", WAIT).await;
     assert_eq!(
         env.partition_names("public.events").await,
-        expected_monthly("events", 1)
+        clock::monthly("events", last_pass_time(&p), 1)
     );
     env.teardown(vec![controller]).await;
 }
@@ -438,10 +412,11 @@ async fn raising_premake_adds_partitions_and_observed_generation_follows() {
         .apply_policy(&monthly("metrics", "public.metrics", 2))
         .await;
     let p = wait_ready(&env.policies, "metrics", WAIT).await;
+    let first_pass = last_pass_time(&p);
     assert_eq!(p.status.as_ref().unwrap().partitions, Some(3));
     assert_eq!(
         env.partition_names("public.metrics").await,
-        expected_monthly("metrics", 2)
+        clock::monthly("metrics", first_pass, 2)
     );
 
     let second = env
@@ -456,7 +431,7 @@ async fn raising_premake_adds_partitions_and_observed_generation_follows() {
     let p = wait_for(
         &env.policies,
         "metrics",
-        "Ready at the new generation with 6 partitions",
+        "Ready at the new generation",
         WAIT,
         |p| ctl::ready_now(p) && p.metadata.generation == Some(g2),
     )
@@ -470,11 +445,11 @@ async fn raising_premake_adds_partitions_and_observed_generation_follows() {
         "every condition carries the new generation: {}",
         conditions_summary(&p)
     );
-    assert_eq!(s.partitions, Some(6), "status.partitions");
-    assert_eq!(
-        env.partition_names("public.metrics").await,
-        expected_monthly("metrics", 5)
-    );
+    // The first pass's months, and the month of this pass and 5 ahead (6 partitions
+    // unless a month began between the two passes).
+    let want = clock::monthly_between("metrics", first_pass, last_pass_time(&p), 5);
+    assert_eq!(s.partitions, Some(want.len() as i64), "status.partitions");
+    assert_eq!(env.partition_names("public.metrics").await, want);
 
     env.teardown(vec![controller]).await;
 }
@@ -533,10 +508,10 @@ async fn dry_run_and_suspend_plan_but_change_nothing() {
     // Turning dryRun off acts at once (no waiting for spec.schedule.every).
     dry["spec"]["dryRun"] = json!(false);
     env.apply_policy(&dry).await;
-    wait_ready(&env.policies, "planned", WAIT).await;
+    let p = wait_ready(&env.policies, "planned", WAIT).await;
     assert_eq!(
         env.partition_names("public.planned").await,
-        expected_monthly("planned", 3)
+        clock::monthly("planned", last_pass_time(&p), 3)
     );
     assert!(
         env.partition_names("public.paused").await.is_empty(),
@@ -597,7 +572,7 @@ async fn apiserver_refuses_invalid_policies_naming_the_field() {
     let mut failures = Vec::new();
     for (i, (what, spec, field)) in cases.iter().enumerate() {
         let name = format!("bad-{i}");
-        match apply(&api, &policy(&name, spec.clone())).await {
+        match apply(&api, &policy(&name, SECRET, spec.clone())).await {
             Ok(_) => failures.push(format!("{what}: accepted by the apiserver")),
             Err(kube::Error::Api(s)) => {
                 if s.code != 422 || !s.message.contains(field) {
@@ -674,14 +649,14 @@ async fn missing_table_stalls_then_becomes_ready_once_created() {
     // Create the table and touch nothing else: the stalled re-check (at most 2 minutes) finds it.
     env.monthly_table("later_events").await;
     let created = Instant::now();
-    wait_ready(&env.policies, "later", Duration::from_secs(150)).await;
+    let p = wait_ready(&env.policies, "later", Duration::from_secs(150)).await;
     eprintln!(
         "table created -> Ready=True after {:?} (stalled re-check)",
         created.elapsed()
     );
     assert_eq!(
         env.partition_names("public.later_events").await,
-        expected_monthly("later_events", 2)
+        clock::monthly("later_events", last_pass_time(&p), 2)
     );
 
     env.teardown(vec![controller]).await;
@@ -736,11 +711,11 @@ async fn unreachable_database_is_transient_and_recovers_when_the_secret_is_fixed
         .await
         .expect("fix the Secret");
     let fixed = Instant::now();
-    wait_ready(&env.policies, "events", Duration::from_secs(120)).await;
+    let p = wait_ready(&env.policies, "events", Duration::from_secs(120)).await;
     eprintln!("Secret fixed -> Ready=True after {:?}", fixed.elapsed());
     assert_eq!(
         env.partition_names("public.events").await,
-        expected_monthly("events", 2)
+        clock::monthly("events", last_pass_time(&p), 2)
     );
     controller.assert_running();
     assert_eq!(controller.pid(), pid);
@@ -807,6 +782,7 @@ async fn database_dropped_under_a_ready_policy_is_transient_and_recovers() {
     .await
     .expect("recreate the table");
     let t = Instant::now();
+    let recreated = clock::now();
     wait_for(
         &env.policies,
         "events",
@@ -816,10 +792,16 @@ async fn database_dropped_under_a_ready_policy_is_transient_and_recovers() {
     )
     .await;
     eprintln!("database back -> Ready=True after {:?}", t.elapsed());
-    assert_eq!(
-        support::cli::partition_names(&back, "public.events").await,
-        expected_monthly("events", 2)
-    );
+    // Passes run every 3 s: the months since the table came back, up to 2 ahead of the
+    // latest pass (the first pass after it came back may have been in a later month).
+    ctl::wait_partitions_of_last_pass(
+        &env.policies,
+        "events",
+        &back,
+        "public.events",
+        |names, pass| clock::is_monthly_run(names, "events", recreated, pass, 2),
+    )
+    .await;
     controller.assert_running();
     drop(back);
 
@@ -871,10 +853,10 @@ async fn one_leader_acts_and_a_standby_takes_over_when_it_dies() {
     let standby_id = standby.identity().unwrap().to_owned();
 
     env.apply_policy(&monthly("first", "public.first", 2)).await;
-    wait_ready(&env.policies, "first", WAIT).await;
+    let p = wait_ready(&env.policies, "first", WAIT).await;
     assert_eq!(
         env.partition_names("public.first").await,
-        expected_monthly("first", 2)
+        clock::monthly("first", last_pass_time(&p), 2)
     );
 
     // Exactly one acted: every event comes from the leader, the standby never reconciled.
@@ -936,10 +918,10 @@ async fn one_leader_acts_and_a_standby_takes_over_when_it_dies() {
 
     env.apply_policy(&monthly("second", "public.second", 2))
         .await;
-    wait_ready(&env.policies, "second", WAIT).await;
+    let p = wait_ready(&env.policies, "second", WAIT).await;
     assert_eq!(
         env.partition_names("public.second").await,
-        expected_monthly("second", 2)
+        clock::monthly("second", last_pass_time(&p), 2)
     );
     let events = policy_events(&env.client, env.ns(), "second").await;
     assert!(
@@ -965,12 +947,16 @@ async fn deleting_a_policy_keeps_every_partition() {
     let controller = env.controller().await;
     env.apply_policy(&monthly("events", "public.events", 3))
         .await;
-    wait_ready(&env.policies, "events", WAIT).await;
-    env.sql("INSERT INTO public.events (at, payload) VALUES (now(), 'keep me')")
-        .await;
+    let p = wait_ready(&env.policies, "events", WAIT).await;
+    let pass = last_pass_time(&p);
+    env.sql(&format!(
+        "INSERT INTO public.events (at, payload) VALUES ('{}', 'keep me')",
+        clock::rfc3339(pass)
+    ))
+    .await;
     let before = support::cli::snapshot(&env.db.client, true).await;
     let names = env.partition_names("public.events").await;
-    assert_eq!(names, expected_monthly("events", 3));
+    assert_eq!(names, clock::monthly("events", pass, 3));
 
     env.policies
         .delete("events", &DeleteParams::default())
@@ -1027,9 +1013,7 @@ async fn second_policy_on_the_same_table_is_stalled_with_conflict() {
     env.apply_policy(&monthly("owner", "public.events", 2))
         .await;
     let owner = wait_ready(&env.policies, "owner", WAIT).await;
-    // creationTimestamp has one-second resolution: make "later" unambiguous here (the
-    // same-second case is the next test).
-    after_creation_second(&owner).await;
+    let want = clock::monthly("events", last_pass_time(&owner), 2);
 
     env.apply_policy(&monthly("intruder", "public.events", 6))
         .await;
@@ -1053,10 +1037,7 @@ async fn second_policy_on_the_same_table_is_stalled_with_conflict() {
     );
 
     // The intruder changed nothing (its premake 6 would add partitions); the owner stays Ready.
-    assert_eq!(
-        env.partition_names("public.events").await,
-        expected_monthly("events", 2)
-    );
+    assert_eq!(env.partition_names("public.events").await, want);
     let owner = env.policies.get("owner").await.unwrap();
     assert!(
         ctl::ready_now(&owner),
@@ -1067,100 +1048,70 @@ async fn second_policy_on_the_same_table_is_stalled_with_conflict() {
     env.teardown(vec![controller]).await;
 }
 
-/// Wait (polling the clock) until a second after `p`'s creationTimestamp has begun.
-async fn after_creation_second(p: &PartitionPolicy) {
-    let created = p
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .unwrap()
-        .0
-        .as_second();
-    eventually("the next second", Duration::from_secs(5), || async move {
-        let now = k8s_openapi::jiff::Timestamp::now().as_second();
-        if now > created {
-            Ok(())
-        } else {
-            Err(format!("{now} <= {created}"))
-        }
-    })
-    .await;
-}
-
-/// `kubectl apply -f dir/` of two policies, or a second policy right after the first, lands
-/// in the same creationTimestamp second. The policy that already manages the table must
-/// keep it; the newcomer is the one Stalled with Conflict, whatever the names.
+/// The policy that holds a table keeps it, whatever the names and creation times of the two
+/// (`kubectl apply -f dir/` may create both in one second), and also after a restart of the
+/// controller, when nothing in memory says who held it and the newcomer (it sorts first) is
+/// likely reconciled first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conflict_within_one_second_keeps_the_policy_that_already_manages_the_table() {
-    let env = Env::new("e2e-conflict-1s", 17).await;
+async fn the_policy_holding_a_table_keeps_it_across_a_controller_restart() {
+    let env = Env::new("e2e-conflict-restart", 17).await;
+    env.monthly_table("events").await;
     let controller = env.controller().await;
-    let mut tried = Vec::new();
-    for attempt in 0..6 {
-        let table = format!("events{attempt}");
-        env.monthly_table(&table).await;
-        // Start early in a second so that owner, its pass and the intruder fit in it.
-        while k8s_openapi::jiff::Timestamp::now().subsec_millisecond() > 50 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        // Names chosen so that the newcomer sorts first.
-        let (owner_name, intruder_name) = (
-            format!("zz-owner-{attempt}"),
-            format!("aa-intruder-{attempt}"),
-        );
-        let owner = env
-            .apply_policy(&monthly(&owner_name, &format!("public.{table}"), 2))
-            .await;
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let p = env.policies.get(&owner_name).await.unwrap();
-            if ctl::ready_now(&p) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "owner not ready: {}",
-                conditions_summary(&p)
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let intruder = env
-            .apply_policy(&monthly(&intruder_name, &format!("public.{table}"), 6))
-            .await;
-        let (t1, t2) = (
-            owner.metadata.creation_timestamp.clone().unwrap().0,
-            intruder.metadata.creation_timestamp.clone().unwrap().0,
-        );
-        tried.push(format!("{t1} / {t2}"));
-        if t1 != t2 {
-            continue; // not the same second: the other test covers it; try again
-        }
-        let p = wait_for(
-            &env.policies,
-            &intruder_name,
-            "the newcomer observed",
-            WAIT,
-            |p| observed_current(p) && condition(p, "Ready").is_some(),
-        )
+    env.apply_policy(&monthly("zz-owner", "public.events", 2))
         .await;
-        let names = env.partition_names(&format!("public.{table}")).await;
-        let owner_now = env.policies.get(&owner_name).await.unwrap();
-        assert!(
-            has_condition(&p, "Stalled", "True", Some("Conflict")),
-            "{intruder_name}, applied after {owner_name} had made the table Ready in the same \
-             second ({t1}), took the table instead of being Stalled with Conflict.\n\
-             newcomer: {}\nowner: {}\npartitions now: {names:?}",
-            conditions_summary(&p),
-            conditions_summary(&owner_now),
-        );
-        assert_eq!(
-            names,
-            expected_monthly(&table, 2),
-            "the newcomer changed the table"
-        );
-        env.teardown(vec![controller]).await;
-        return;
-    }
-    panic!("could not create two policies in one second in 6 attempts: {tried:?}");
+    let owner = wait_ready(&env.policies, "zz-owner", WAIT).await;
+    let want = clock::monthly("events", last_pass_time(&owner), 2);
+    let claim = owner.status.as_ref().and_then(|s| s.claim.clone());
+    assert!(
+        claim
+            .as_deref()
+            .is_some_and(|c| c.ends_with(" public.events")),
+        "status.claim names the table: {claim:?}"
+    );
+    env.apply_policy(&monthly("aa-intruder", "public.events", 6))
+        .await;
+    let conflict = |p: &PartitionPolicy| {
+        observed_current(p) && has_condition(p, "Stalled", "True", Some("Conflict"))
+    };
+    let intruder = wait_for(&env.policies, "aa-intruder", "Conflict", WAIT, conflict).await;
+
+    drop(controller);
+    let restarted = env.controller().await;
+    // The new process passes both again (each lastPassTime moves on); the newcomer, which
+    // sorts first, is still the one refused.
+    let passed_after = |before: chrono::DateTime<chrono::Utc>| {
+        move |p: &PartitionPolicy| p.status.is_some() && last_pass_time(p) > before
+    };
+    let intruder = wait_for(
+        &env.policies,
+        "aa-intruder",
+        "a new pass",
+        WAIT,
+        passed_after(last_pass_time(&intruder)),
+    )
+    .await;
+    let owner = wait_for(
+        &env.policies,
+        "zz-owner",
+        "a new pass",
+        WAIT,
+        passed_after(last_pass_time(&owner)),
+    )
+    .await;
+    assert!(ctl::ready_now(&owner), "{}", conditions_summary(&owner));
+    assert_eq!(owner.status.as_ref().unwrap().claim, claim);
+    assert!(
+        conflict(&intruder),
+        "after a restart the newcomer took the table: {}",
+        conditions_summary(&intruder)
+    );
+    assert_eq!(intruder.status.as_ref().unwrap().claim, None);
+    assert_eq!(
+        env.partition_names("public.events").await,
+        want,
+        "the newcomer changed the table"
+    );
+    env.teardown(vec![restarted]).await;
 }
 
 // 10 -----------------------------------------------------------------------------------------

@@ -8,9 +8,8 @@
 mod support;
 
 use support::cli::{self, policy_doc, policy_docs};
+use support::clock;
 use support::pg::{Server, TestDb};
-
-const NOW: &str = "2026-11-22T10:00:00Z";
 
 /// 56 characters: with `_p20261122` appended it is 66 bytes, over PostgreSQL's 63.
 const LONG_TABLE: &str = "heartbeats_of_licenses_from_every_region_and_data_center";
@@ -63,14 +62,15 @@ on_both_majors!(
 
 /// Tables every case can point at, each already in some state worth preserving.
 async fn fixtures(db: &TestDb) {
+    let month = clock::month_start(clock::now());
+    let this_month = clock::month_partition_sql("public", "events", month);
     db.client
         .batch_execute(&format!(
             "CREATE TABLE public.events (id bigint GENERATED ALWAYS AS IDENTITY, at timestamptz NOT NULL, payload text)
                  PARTITION BY RANGE (at);
              CREATE INDEX events_at_brin ON public.events USING brin (at);
-             CREATE TABLE public.events_p20261101 PARTITION OF public.events
-                 FOR VALUES FROM ('2026-11-01 00:00:00+00') TO ('2026-12-01 00:00:00+00');
-             INSERT INTO public.events (at, payload) VALUES ('2026-11-05 00:00:00+00', 'x');
+             {this_month}
+             INSERT INTO public.events (at, payload) VALUES ('{month} 00:00:00+00', 'x');
              CREATE TABLE public.regions (id bigint NOT NULL, region text NOT NULL) PARTITION BY LIST (region);
              CREATE TABLE public.regions_eu PARTITION OF public.regions FOR VALUES IN ('de', 'fr');
              CREATE TABLE public.items (id bigint NOT NULL, name text) PARTITION BY RANGE (id);
@@ -111,7 +111,7 @@ async fn expect_bad_input(server: &Server, file_text: &str, needles: &[&str]) ->
             "--database-url",
             &db.url,
             "--now",
-            NOW,
+            &clock::now_arg(),
         ])
         .await;
         assert!(
@@ -310,7 +310,7 @@ async fn file_missing(server: &Server) {
             "--database-url",
             &db.url,
             "--now",
-            NOW,
+            &clock::now_arg(),
         ])
         .await;
         run.expect_code(2, &format!("{cmd} with a missing policy file"));

@@ -6,6 +6,11 @@
 //!   to a DEFAULT partition;
 //! * an apply whose ATTACH is blocked leaves the DEFAULT partition taking rows, as it did
 //!   before the apply.
+//!
+//! Each case hands pgpart (`--now`) an instant chosen for its calendar situation (a DST
+//! change, a year end, a Wednesday, a backlog of days) and writes its rows for that instant:
+//! fixed on purpose, and independent of the date the suite runs on. Tests whose "now"
+//! stands for today take it from `support::clock` instead.
 
 mod support;
 
@@ -14,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use support::cli::{self, Run, action_count, policy_doc, policy_docs};
-use support::pg::{Server, TestDb};
+use support::pg::{Server, TestDb, sql};
 use tokio_postgres::Client;
 
 macro_rules! on_both_majors {
@@ -38,13 +43,6 @@ on_both_majors!(
     blocked_attach_leaves_default_taking_rows,
     repair_while_inserts_flow_into_the_backlog_days,
 );
-
-async fn sql(client: &Client, statements: &str) {
-    client
-        .batch_execute(statements)
-        .await
-        .unwrap_or_else(|e| panic!("{statements}\nfailed: {e:?}"));
-}
 
 // ---------------------------------------------------------------------------------------
 // two applies at once

@@ -3,19 +3,42 @@
 
 mod support;
 
+use chrono::{Datelike, Months};
 use support::cli::apply;
+use support::clock;
 use support::pg::{TestDb, servers};
 
-const NOW: &str = "2026-11-22T00:00:00Z";
+/// The instants of the two passes (three years ago, and now), and the year whose partition
+/// both tests retire: six years back, where `startFrom` puts the first partition.
+struct Scene {
+    then: String,
+    now: String,
+    oldest: String,
+    start: i32,
+}
 
-fn policy(action: &str) -> String {
+fn scene() -> Scene {
+    let now = clock::now();
+    let start = now.year() - 6;
+    Scene {
+        then: clock::rfc3339(now - Months::new(36)),
+        now: clock::rfc3339(now),
+        oldest: format!("yearly_p{start}0101"),
+        start,
+    }
+}
+
+/// Yearly from `startFrom` six years back, keep 3 years: at `then` nothing is old enough,
+/// at `now` the three oldest are (maxPerPass 1 takes the oldest first).
+fn policy(sc: &Scene, action: &str) -> String {
+    let start = sc.start;
     format!(
         "apiVersion: pgpart.io/v1alpha1
 kind: PartitionPolicy
 metadata: {{name: y}}
 spec:
   table: public.yearly
-  range: {{interval: 1 year, premake: 1, startFrom: \"2020-01-01\"}}
+  range: {{interval: 1 year, premake: 1, startFrom: \"{start}-01-01\"}}
   retention: {{keep: 3 years, {action}}}
 "
     )
@@ -48,46 +71,53 @@ async fn interrupted_drop_is_finished_next_pass() {
             .batch_execute("CREATE TABLE public.yearly (id bigint, ts timestamptz NOT NULL) PARTITION BY RANGE (ts)")
             .await
             .unwrap();
-        // First pass as of 2023: 2020..2024 exist, nothing old enough to retire yet.
-        apply(&db.url, &policy("action: Drop"), "2023-06-01T00:00:00Z")
+        let sc = scene();
+        let oldest = format!("public.{}", sc.oldest);
+        // First pass three years ago: nothing old enough to retire yet.
+        apply(&db.url, &policy(&sc, "action: Drop"), &sc.then)
             .await
             .ok("first apply");
-        assert!(exists(&db, "public.yearly_p20200101").await);
-        // A view on 2020's partition makes its DROP fail after the detach.
+        assert!(exists(&db, &oldest).await);
+        // A view on the oldest partition makes its DROP fail after the detach.
         db.client
-            .batch_execute("CREATE VIEW public.keep_2020 AS SELECT * FROM public.yearly_p20200101")
+            .batch_execute(&format!(
+                "CREATE VIEW public.keep_oldest AS SELECT * FROM {oldest}"
+            ))
             .await
             .unwrap();
-        let run = apply(&db.url, &policy("action: Drop, maxPerPass: 1"), NOW).await;
+        let run = apply(
+            &db.url,
+            &policy(&sc, "action: Drop, maxPerPass: 1"),
+            &sc.now,
+        )
+        .await;
         run.expect_code(1, "the drop fails on the dependent view");
+        assert!(exists(&db, &oldest).await, "{}", run.both());
         assert!(
-            exists(&db, "public.yearly_p20200101").await,
-            "{}",
-            run.both()
-        );
-        assert!(
-            !is_partition(&db, "public.yearly_p20200101").await,
+            !is_partition(&db, &oldest).await,
             "it was detached: {}",
             run.both()
         );
 
         // The obstacle goes; the next pass finishes the retirement instead of forgetting it.
         db.client
-            .batch_execute("DROP VIEW public.keep_2020")
+            .batch_execute("DROP VIEW public.keep_oldest")
             .await
             .unwrap();
-        let run = apply(&db.url, &policy("action: Drop, maxPerPass: 1"), NOW).await;
+        let run = apply(
+            &db.url,
+            &policy(&sc, "action: Drop, maxPerPass: 1"),
+            &sc.now,
+        )
+        .await;
         run.ok("second apply");
         assert!(
-            run.stdout.contains("finish retiring yearly_p20200101"),
+            run.stdout
+                .contains(&format!("finish retiring {}", sc.oldest)),
             "{}",
             run.both()
         );
-        assert!(
-            !exists(&db, "public.yearly_p20200101").await,
-            "{}",
-            run.both()
-        );
+        assert!(!exists(&db, &oldest).await, "{}", run.both());
         db.drop_db().await;
     }
 }
@@ -103,33 +133,37 @@ async fn interrupted_move_is_finished_next_pass() {
             )
             .await
             .unwrap();
+        let sc = scene();
+        let (oldest, archived) = (
+            format!("public.{}", sc.oldest),
+            format!("archive.{}", sc.oldest),
+        );
         let move_to = "action: MoveToSchema, schema: archive, maxPerPass: 1";
-        apply(&db.url, &policy(move_to), "2023-06-01T00:00:00Z")
+        apply(&db.url, &policy(&sc, move_to), &sc.then)
             .await
             .ok("first apply");
         db.client
-            .batch_execute("INSERT INTO public.yearly VALUES (1, '2020-06-01'); CREATE TABLE archive.yearly_p20200101 (x int)")
+            .batch_execute(&format!(
+                "INSERT INTO public.yearly VALUES (1, '{}-06-01'); CREATE TABLE {archived} (x int)",
+                sc.start
+            ))
             .await
             .unwrap();
-        let run = apply(&db.url, &policy(move_to), NOW).await;
+        let run = apply(&db.url, &policy(&sc, move_to), &sc.now).await;
         run.expect_code(1, "a table of that name already sits in archive");
-        assert!(
-            !is_partition(&db, "public.yearly_p20200101").await,
-            "{}",
-            run.both()
-        );
+        assert!(!is_partition(&db, &oldest).await, "{}", run.both());
 
         db.client
-            .batch_execute("DROP TABLE archive.yearly_p20200101")
+            .batch_execute(&format!("DROP TABLE {archived}"))
             .await
             .unwrap();
-        apply(&db.url, &policy(move_to), NOW)
+        apply(&db.url, &policy(&sc, move_to), &sc.now)
             .await
             .ok("second apply");
-        assert!(!exists(&db, "public.yearly_p20200101").await);
+        assert!(!exists(&db, &oldest).await);
         let rows: i64 = db
             .client
-            .query_one("SELECT count(*) FROM archive.yearly_p20200101", &[])
+            .query_one(&format!("SELECT count(*) FROM {archived}"), &[])
             .await
             .unwrap()
             .get(0);

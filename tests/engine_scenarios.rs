@@ -4,12 +4,17 @@
 //!
 //! Every scenario runs on both majors as `<scenario>::pg15` and `<scenario>::pg17`, each in
 //! its own database, so they run in parallel.
+//!
+//! Each case hands pgpart (`--now`) an instant chosen for its calendar situation (a DST
+//! change, a year end, a Wednesday, a backlog of days) and writes its rows for that instant:
+//! fixed on purpose, and independent of the date the suite runs on. Tests whose "now"
+//! stands for today take it from `support::clock` instead.
 
 mod support;
 
 use chrono::{Duration, Months, NaiveDate, NaiveDateTime};
 use support::cli::{self, Run, action_count, plan_for, policy_doc, policy_docs};
-use support::pg::{Server, TestDb};
+use support::pg::{Server, TestDb, sql};
 use tokio_postgres::Client;
 
 macro_rules! on_both_majors {
@@ -58,13 +63,6 @@ on_both_majors!(
 
 // ---------------------------------------------------------------------------------------
 // helpers
-
-async fn sql(client: &Client, statements: &str) {
-    client
-        .batch_execute(statements)
-        .await
-        .unwrap_or_else(|e| panic!("{statements}\nfailed: {e:?}"));
-}
 
 async fn one_i64(client: &Client, query: &str) -> i64 {
     client

@@ -10,28 +10,15 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams};
 use pgpart::policy::PartitionPolicy;
-use serde_json::{Value, json};
+use serde_json::json;
 use support::controller::{
     self as ctl, Controller, WAIT, apply, condition, conditions_summary, eventually, has_condition,
-    uri_secret, wait_for, wait_ready,
+    policy, uri_secret, wait_for, wait_ready,
 };
 use support::faults::OwnPg;
 use support::kube::{self as testkube, TestNamespace};
 use support::pg;
 use tokio_postgres::Client;
-
-fn policy(name: &str, secret: &str, spec: Value) -> Value {
-    let mut doc = json!({
-        "apiVersion": "pgpart.io/v1alpha1",
-        "kind": "PartitionPolicy",
-        "metadata": { "name": name },
-        "spec": { "database": { "secretRef": { "name": secret } } },
-    });
-    for (k, v) in spec.as_object().expect("spec is an object") {
-        doc["spec"][k] = v.clone();
-    }
-    doc
-}
 
 async fn setup(prefix: &str) -> (TestNamespace, Api<PartitionPolicy>, Api<Secret>) {
     let client = testkube::client().await;
@@ -278,7 +265,7 @@ async fn secret_deleted_stalls_naming_it_recreated_recovers_and_password_rotatio
 // 7. The clock a year ahead, retention keep 3 months, maxPerPass 2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clock_jump_of_a_year_retires_at_most_two_per_pass() {
-    use chrono::{Datelike, Months, NaiveDate, Utc};
+    use support::clock;
     let db = pg::TestDb::create(&pg::server(17)).await;
     db.client
         .batch_execute(
@@ -288,9 +275,8 @@ async fn clock_jump_of_a_year_retires_at_most_two_per_pass() {
         .await
         .unwrap();
     // 12 months of partitions made by pgpart: 11 before this month, and this month.
-    let today = Utc::now().date_naive();
-    let this_month = NaiveDate::from_ymd_opt(today.year(), today.month(), 1).unwrap();
-    let start = this_month - Months::new(11);
+    let now = clock::now();
+    let start = clock::add_months(clock::month_start(now), -11);
     let setup_policy = support::cli::policy_doc(
         "events",
         &format!(
@@ -301,7 +287,7 @@ async fn clock_jump_of_a_year_retires_at_most_two_per_pass() {
                startFrom: \"{start}\""
         ),
     );
-    support::cli::apply(&db.url, &setup_policy, &Utc::now().to_rfc3339())
+    support::cli::apply(&db.url, &setup_policy, &clock::rfc3339(now))
         .await
         .ok("make 12 months (+1 ahead)");
     let before = support::cli::partitions(&db.client, "public.events").await;
@@ -310,10 +296,10 @@ async fn clock_jump_of_a_year_retires_at_most_two_per_pass() {
 
     let (ns, policies, secrets) = setup("clock").await;
     apply(&secrets, &uri_secret("db", &db.url)).await.unwrap();
-    let year = 365 * 24 * 3600;
+    let year_ahead = clock::now() + chrono::Duration::days(365);
     let controller = Controller::start_with(ctl::Options {
         namespaces: vec![ns.name().to_owned()],
-        extra_args: vec![format!("--clock-offset-seconds={year}")],
+        extra_args: vec![format!("--now={}", clock::rfc3339(year_ahead))],
         ..ctl::Options::default()
     })
     .await;
@@ -352,13 +338,10 @@ async fn clock_jump_of_a_year_retires_at_most_two_per_pass() {
     assert_eq!(seen[0], 0, "{seen:?}");
     assert_eq!(seen[1], 2, "first pass retired {} (seen {seen:?})", seen[1]);
     assert!(seen.windows(2).all(|w| w[1] - w[0] <= 2), "{seen:?}");
-    wait_ready(&policies, "events", WAIT).await;
+    let p = wait_ready(&policies, "events", WAIT).await;
     let names = support::cli::partition_names(&db.client, "public.events").await;
-    let shifted = (Utc::now() + chrono::Duration::seconds(year)).date_naive();
-    let m0 = NaiveDate::from_ymd_opt(shifted.year(), shifted.month(), 1).unwrap();
-    for k in 0..=2 {
-        let m = m0 + Months::new(k);
-        let name = format!("events_p{}", m.format("%Y%m%d"));
+    // The month of the last pass (a year on) and two ahead.
+    for name in clock::monthly("events", ctl::last_pass_time(&p), 2) {
         assert!(names.contains(&name), "{name} missing from {names:?}");
     }
     assert!(
@@ -411,12 +394,15 @@ async fn apiserver_restart_keeps_controller_running_and_watch_resumes() {
         Duration::from_secs(120),
         || {
             let policies = policies.clone();
+            let kube = &kube;
             async move {
-                policies
-                    .get("a")
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
+                policies.get("a").await.map(|_| ()).map_err(|e| {
+                    format!(
+                        "{}\n{}",
+                        support::faults::error_chain(&e),
+                        kube.apiserver_report()
+                    )
+                })
             }
         },
     )

@@ -584,23 +584,6 @@ fn assert_forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>, what: &s
     }
 }
 
-/// Names `<table>_pYYYYMM01` of this month and the `ahead` months after it (UTC).
-fn expected_monthly(table: &str, ahead: u32) -> Vec<String> {
-    use chrono::{Datelike, Utc};
-    let now = Utc::now();
-    let (mut y, mut m) = (now.year(), now.month());
-    let mut out = Vec::new();
-    for _ in 0..=ahead {
-        out.push(format!("{table}_p{y:04}{m:02}01"));
-        m += 1;
-        if m == 13 {
-            m = 1;
-            y += 1;
-        }
-    }
-    out
-}
-
 fn kubeconfig_file(release: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{release}.kubeconfig"))
 }
@@ -708,7 +691,7 @@ async fn namespaced_install_is_enough_for_the_controller_and_no_more() {
 
     let p = ctl::wait_ready(&policies, "readings", WAIT).await;
     controller.assert_running();
-    let want = expected_monthly("readings", 3);
+    let want = support::clock::monthly("readings", ctl::last_pass_time(&p), 3);
     let names = support::cli::partition_names(&db.client, "public.readings").await;
     assert_eq!(names, want, "partitions of public.readings");
     let status = p.status.as_ref().unwrap();

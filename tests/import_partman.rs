@@ -49,8 +49,18 @@ async fn imported_policies_adopt_what_pg_partman_made() {
 
     // The output is a valid policy file; pg_partman's partitions satisfy the grid, so
     // nothing is created over them — they are adopted — and the default is kept.
+    // pg_partman made its partitions on the database server's clock (it cannot be handed
+    // another), so pgpart plans at that clock's instant too.
     let file = PolicyFile::new(yaml);
-    let now = chrono::Utc::now().to_rfc3339();
+    let now: String = db
+        .client
+        .query_one(
+            "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
     let doc = plan_json(
         &db.url,
         &std::fs::read_to_string(file.path_str()).unwrap(),

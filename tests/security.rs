@@ -13,6 +13,7 @@ use kube::api::{Api, ListParams};
 use pgpart::policy::PartitionPolicy;
 use serde_json::{Value, json};
 use support::cli::{self, PolicyFile, Run, policy_doc};
+use support::clock;
 use support::controller::{
     self as ctl, WAIT, apply, condition, conditions_summary, uri_secret, wait_for, wait_ready,
 };
@@ -21,7 +22,6 @@ use support::kube::{self as testkube, TestNamespace};
 use support::pg::{self, TestDb};
 
 const PASSWORD: &str = "S3cr3t-Zebra-42";
-const NOW: &str = "2026-11-22T10:00:00Z";
 
 /// A test CA, a server certificate it signed (SAN 127.0.0.1, localhost), and another CA.
 struct Certs {
@@ -62,7 +62,8 @@ impl Certs {
     }
 }
 
-/// An own PostgreSQL 17 with ssl=on (the test CA's server certificate) and password auth.
+/// An own PostgreSQL 17 with ssl=on (the test CA's server certificate), password auth and
+/// `log_connections`, so a test can read how each session connected.
 fn tls_server() -> (OwnPg, Certs) {
     let server = OwnPg::start(17, &[]);
     let certs = Certs::make(&server.dir);
@@ -72,6 +73,7 @@ fn tls_server() -> (OwnPg, Certs) {
         "ssl=on",
         &format!("ssl_cert_file={}", crt.display()),
         &format!("ssl_key_file={}", key.display()),
+        "log_connections=on",
     ]);
     server.password_auth();
     (server, certs)
@@ -95,6 +97,10 @@ async fn pgpart_trace(args: &[&str]) -> Run {
 }
 
 async fn cli_run(cmd: &str, policy: &str, url: &str) -> Run {
+    cli_run_at(cmd, policy, url, &clock::now_arg()).await
+}
+
+async fn cli_run_at(cmd: &str, policy: &str, url: &str, now: &str) -> Run {
     let file = PolicyFile::new(policy);
     pgpart_trace(&[
         cmd,
@@ -103,9 +109,19 @@ async fn cli_run(cmd: &str, policy: &str, url: &str) -> Run {
         "--database-url",
         url,
         "--now",
-        NOW,
+        now,
     ])
     .await
+}
+
+/// The server log's `connection authorized` lines of role `user`.
+fn authorized_sessions(server: &OwnPg, user: &str) -> Vec<String> {
+    std::fs::read_to_string(server.base.join("postgres.log"))
+        .expect("read the server log")
+        .lines()
+        .filter(|l| l.contains(&format!("connection authorized: user={user} ")))
+        .map(str::to_owned)
+        .collect()
 }
 
 fn monthly_policy() -> String {
@@ -131,18 +147,17 @@ async fn app_table(admin: &tokio_postgres::Client) {
         .unwrap();
 }
 
+/// A monthly policy (premake 2, re-checked every 5 s) on `table` with Secret `secret`.
 fn policy(name: &str, secret: &str, table: &str) -> Value {
-    json!({
-        "apiVersion": "pgpart.io/v1alpha1",
-        "kind": "PartitionPolicy",
-        "metadata": { "name": name },
-        "spec": {
-            "database": { "secretRef": { "name": secret } },
+    ctl::policy(
+        name,
+        secret,
+        json!({
             "table": table,
             "range": { "interval": "1 month", "premake": 2 },
             "schedule": { "every": "5s" },
-        },
-    })
+        }),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,21 +174,22 @@ async fn tls_verify_full_connects_and_another_ca_fails_closed() {
         "{base}?sslmode=verify-full&sslrootcert={}",
         certs.path("ca.pem")
     );
-    cli_run("apply", &monthly_policy(), &good)
+    assert!(authorized_sessions(&server, "app").is_empty());
+    let cli_now = clock::now();
+    cli_run_at("apply", &monthly_policy(), &good, &clock::rfc3339(cli_now))
         .await
         .ok("apply with verify-full and the right CA");
-    assert_eq!(cli::partitions(&admin, "public.events").await.len(), 3);
-    let ssl: bool = admin
-        .query_one(
-            "SELECT bool_and(ssl) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE usename = 'app'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get::<_, Option<bool>>(0)
-        .unwrap_or(true);
-    assert!(ssl);
-
+    assert_eq!(
+        cli::partition_names(&admin, "public.events").await,
+        clock::monthly("events", cli_now, 2)
+    );
+    // The server saw the CLI's sessions arrive over TLS, and no other kind.
+    let sessions = authorized_sessions(&server, "app");
+    assert!(!sessions.is_empty(), "the CLI's session was not logged");
+    assert!(
+        sessions.iter().all(|l| l.contains("SSL enabled")),
+        "a session of the CLI did not use TLS: {sessions:#?}"
+    );
     let before = cli::snapshot(&admin, true).await;
     let wider = monthly_policy().replace("premake: 2", "premake: 5");
     for (what, url) in [
@@ -229,7 +245,15 @@ async fn tls_verify_full_connects_and_another_ca_fails_closed() {
     doc["spec"]["range"]["premake"] = json!(4);
     apply(&policies, &doc).await.unwrap();
     wait_ready(&policies, "events", WAIT).await;
-    assert_eq!(cli::partitions(&admin, "public.events").await.len(), 5);
+    // The CLI's months, and the month of the controller's last pass and four ahead.
+    ctl::wait_partitions_of_last_pass(
+        &policies,
+        "events",
+        &admin,
+        "public.events",
+        |names, pass| names == clock::monthly_between("events", cli_now, pass, 4),
+    )
+    .await;
     drop(controller);
     ns.cleanup().await;
     server.stop();
@@ -310,7 +334,10 @@ async fn no_secret_value_in_logs_events_status_or_errors() {
     .await;
     assert_ne!(run.code, 0);
     output.push_str(&run.both());
-    assert!(output.contains("TRACE") || output.contains("DEBUG") || output.len() > 1000);
+    assert!(
+        output.lines().filter(|l| l.contains("TRACE")).count() >= 10,
+        "the CLI runs did not log at trace, so the check below would prove little:\n{output}"
+    );
 
     // The controller at trace level, with good and failing Secrets.
     let client = testkube::client().await;
@@ -399,8 +426,8 @@ async fn no_secret_value_in_logs_events_status_or_errors() {
     let logs = controller.logs();
     drop(controller);
     assert!(
-        logs.contains("TRACE") || logs.contains("trace"),
-        "controller did not log at trace"
+        logs.lines().filter(|l| l.contains("TRACE")).count() >= 10,
+        "controller did not log at trace:\n{logs}"
     );
 
     for (what, text) in [
@@ -425,6 +452,9 @@ async fn no_secret_value_in_logs_events_status_or_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owner_without_superuser_creates_retires_and_repairs() {
+    let now = clock::now();
+    let month = clock::month_start(now);
+    let start_from = clock::add_months(month, -10);
     let db = TestDb::create(&pg::server(17)).await;
     let role = format!("owner_{}", db.name);
     db.client
@@ -437,7 +467,7 @@ async fn owner_without_superuser_creates_retires_and_repairs() {
              CREATE TABLE app.dropped (id bigint NOT NULL, at timestamptz NOT NULL) PARTITION BY RANGE (at);
              CREATE TABLE app.repaired (id bigint NOT NULL, at timestamptz NOT NULL, v text) PARTITION BY RANGE (at);
              CREATE TABLE app.repaired_default PARTITION OF app.repaired DEFAULT;
-             INSERT INTO app.repaired SELECT g, '2026-11-01'::timestamptz + g * interval '1 minute', g::text
+             INSERT INTO app.repaired SELECT g, '{month}'::timestamptz + g * interval '1 minute', g::text
                FROM generate_series(1, 30000) g;
              ALTER TABLE app.kept OWNER TO {role};
              ALTER TABLE app.dropped OWNER TO {role};
@@ -466,18 +496,23 @@ async fn owner_without_superuser_creates_retires_and_repairs() {
     let make = cli::policy_docs(&[
         policy_doc(
             "kept",
-            "table: app.kept\nrange:\n  interval: 1 month\n  premake: 1\n  startFrom: \"2026-01-01\"",
+            &format!(
+                "table: app.kept\nrange:\n  interval: 1 month\n  premake: 1\n  startFrom: \"{start_from}\""
+            ),
         ),
         policy_doc(
             "dropped",
-            "table: app.dropped\nrange:\n  interval: 1 month\n  premake: 1\n  startFrom: \"2026-01-01\"",
+            &format!(
+                "table: app.dropped\nrange:\n  interval: 1 month\n  premake: 1\n  startFrom: \"{start_from}\""
+            ),
         ),
         policy_doc(
             "repaired",
             "table: app.repaired\nrange:\n  interval: 1 month\n  premake: 1\ndefaultPartition:\n  create: true\n  onRows: Repair",
         ),
     ]);
-    cli::apply(&url, &make, NOW)
+    let now = clock::rfc3339(now);
+    cli::apply(&url, &make, &now)
         .await
         .ok("create and repair as the owner");
     assert_eq!(cli::partitions(&db.client, "app.kept").await.len(), 12);
@@ -485,7 +520,11 @@ async fn owner_without_superuser_creates_retires_and_repairs() {
     assert_eq!(cli::count(&db.client, "app.repaired_default").await, 0);
     assert_eq!(cli::count(&db.client, "app.repaired").await, 30000);
     assert_eq!(
-        cli::count(&db.client, "ONLY app.repaired_p20261101").await,
+        cli::count(
+            &db.client,
+            &format!("ONLY app.{}", clock::monthly_name("repaired", month))
+        )
+        .await,
         30000
     );
 
@@ -499,21 +538,30 @@ async fn owner_without_superuser_creates_retires_and_repairs() {
             "table: app.dropped\nrange:\n  interval: 1 month\n  premake: 1\nretention:\n  keep: 3 months\n  action: Drop\n  maxPerPass: 100",
         ),
     ]);
-    cli::apply(&url, &retire, NOW)
+    cli::apply(&url, &retire, &now)
         .await
         .ok("retention as the owner");
-    // now − 3 months = 2026-08-22: January .. July end before it (7 partitions).
+    // now − 3 months falls in the month 3 before this one: the 7 months from startFrom to
+    // 4 months ago end before it.
     assert_eq!(cli::partitions(&db.client, "app.kept").await.len(), 5);
     assert_eq!(cli::partitions(&db.client, "app.dropped").await.len(), 5);
     assert!(
-        cli::exists(&db.client, "app.kept_p20260101").await,
+        cli::exists(
+            &db.client,
+            &format!("app.{}", clock::monthly_name("kept", start_from))
+        )
+        .await,
         "Detach keeps the table"
     );
     assert!(
-        !cli::exists(&db.client, "app.dropped_p20260101").await,
+        !cli::exists(
+            &db.client,
+            &format!("app.{}", clock::monthly_name("dropped", start_from))
+        )
+        .await,
         "Drop drops it"
     );
-    let again = cli::apply(&url, &retire, NOW).await;
+    let again = cli::apply(&url, &retire, &now).await;
     again.ok("second run");
     assert!(again.action_lines().is_empty(), "{}", again.both());
     db.drop_db().await;
@@ -565,18 +613,30 @@ spec:
   range: {interval: 1 month, premake: 1}
   retention: {keep: 1 month, action: MoveToSchema, schema: "arch\"ive; x"}
 "#;
-    cli::apply(&db.url, policies, NOW).await.ok("first apply");
-    cli::apply(&db.url, policies, "2027-06-22T00:00:00Z")
+    let now = clock::now();
+    let month = clock::month_start(now);
+    cli::apply(&db.url, policies, &clock::rfc3339(now))
+        .await
+        .ok("first apply");
+    // Seven months on, keep 1 month: this month's partition of c moves to the archive.
+    let later = now + chrono::Months::new(7);
+    cli::apply(&db.url, policies, &clock::rfc3339(later))
         .await
         .ok("apply with retention");
     for rel in [
-        "public.events",
-        "public.regions",
-        r#"public."events""; DROP TABLE public.regions; --202611""#,
-        r#"public."regions_it's""#,
-        r#""arch""ive; x"."we""ird; tbl_p20261101""#,
+        "public.events".to_owned(),
+        "public.regions".to_owned(),
+        format!(
+            r#"public."events""; DROP TABLE public.regions; --{}""#,
+            month.format("%Y%m")
+        ),
+        r#"public."regions_it's""#.to_owned(),
+        format!(
+            r#""arch""ive; x"."we""ird; tbl_p{}""#,
+            month.format("%Y%m%d")
+        ),
     ] {
-        assert!(cli::exists(&db.client, rel).await, "{rel} is missing");
+        assert!(cli::exists(&db.client, &rel).await, "{rel} is missing");
     }
     let bound: String = db
         .client

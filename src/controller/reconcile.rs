@@ -432,7 +432,8 @@ fn build_status(
     report: &PassReport,
     now: DateTime<Utc>,
 ) -> PartitionPolicyStatus {
-    let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    // Milliseconds: two passes in one second stay apart.
+    let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let previous = policy.status.clone().unwrap_or_default();
     let generation = policy.metadata.generation;
     let summary = report

@@ -98,8 +98,33 @@ pub fn monthly_between(
     out
 }
 
+/// Whether `names` is what monthly passes (premake `ahead`) made from some instant at or
+/// after `since` up to the last one at `last`: a run of months that ends `ahead` months
+/// after the month of `last` and starts no earlier than the month of `since`.
+pub fn is_monthly_run(
+    names: &[String],
+    table: &str,
+    since: DateTime<Utc>,
+    last: DateTime<Utc>,
+    ahead: u32,
+) -> bool {
+    let all = monthly_between(table, since, last, ahead);
+    names.len() > ahead as usize && all.ends_with(names)
+}
+
 /// `YYYY-MM-DD HH:MM:SS+00` of a UTC midnight, as the catalog renders a timestamptz bound
 /// with the session TimeZone set to UTC.
 pub fn bound_text(d: NaiveDate) -> String {
     format!("{} 00:00:00+00", d.format("%Y-%m-%d"))
+}
+
+/// SQL creating the monthly partition `<schema>.<table>_pYYYYMMDD` of the month starting
+/// `d` (UTC) as a plain `PARTITION OF`, the way a person or another tool would.
+pub fn month_partition_sql(schema: &str, table: &str, d: NaiveDate) -> String {
+    format!(
+        "CREATE TABLE {schema}.{} PARTITION OF {schema}.{table} FOR VALUES FROM ('{}') TO ('{}');",
+        monthly_name(table, d),
+        bound_text(d),
+        bound_text(add_months(d, 1))
+    )
 }

@@ -125,6 +125,57 @@ pub fn uri_secret(name: &str, uri: &str) -> serde_json::Value {
     })
 }
 
+/// A PartitionPolicy document named `name` with `spec.database.secretRef.name: secret` and
+/// the fields of `spec` merged in.
+pub fn policy(name: &str, secret: &str, spec: serde_json::Value) -> serde_json::Value {
+    let mut doc = serde_json::json!({
+        "apiVersion": "pgpart.io/v1alpha1",
+        "kind": "PartitionPolicy",
+        "metadata": { "name": name },
+        "spec": { "database": { "secretRef": { "name": secret } } },
+    });
+    for (k, v) in spec.as_object().expect("spec is an object") {
+        doc["spec"][k] = v.clone();
+    }
+    doc
+}
+
+/// The instant of the policy's last pass, on the controller's clock (`status.lastPassTime`).
+#[track_caller]
+pub fn last_pass_time(p: &PartitionPolicy) -> chrono::DateTime<chrono::Utc> {
+    let t = p
+        .status
+        .as_ref()
+        .and_then(|s| s.last_pass_time.as_deref())
+        .unwrap_or_else(|| panic!("no status.lastPassTime: {:?}", p.status));
+    super::clock::parse(t)
+}
+
+/// Wait until the partitions of `table` (read with `db`) are what `accept` expects from the
+/// instant of the policy's last pass, reading the policy again each time: a policy
+/// re-checked often may pass again (and a month may begin) between the two reads.
+pub async fn wait_partitions_of_last_pass(
+    policies: &Api<PartitionPolicy>,
+    name: &str,
+    db: &tokio_postgres::Client,
+    table: &str,
+    accept: impl Fn(&[String], chrono::DateTime<chrono::Utc>) -> bool,
+) -> PartitionPolicy {
+    let accept = &accept;
+    let what = format!("the partitions of {table} that the passes of {name} made");
+    eventually(&what, WAIT, || async move {
+        let p = policies.get(name).await.map_err(|e| e.to_string())?;
+        let names = super::cli::partition_names(db, table).await;
+        let pass = last_pass_time(&p);
+        if accept(&names, pass) {
+            Ok(p)
+        } else {
+            Err(format!("{names:?} after the pass at {pass}"))
+        }
+    })
+    .await
+}
+
 /// Leader election settings of one controller process.
 #[derive(Clone, Debug)]
 pub struct Election {

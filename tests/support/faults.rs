@@ -346,6 +346,42 @@ impl OwnKube {
     }
 }
 
+impl OwnKube {
+    /// Whether the apiserver of the pid file runs, and the end of its log: what a test
+    /// shows when the apiserver does not answer.
+    pub fn apiserver_report(&self) -> String {
+        let pid = std::fs::read_to_string(self.dir.join("kube-apiserver.pid")).unwrap_or_default();
+        let state = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+            .ok()
+            .and_then(|s| {
+                s.rsplit(") ")
+                    .next()
+                    .and_then(|r| r.split(' ').next())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| "gone".into());
+        let log = std::fs::read_to_string(self.dir.join("kube-apiserver.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+        format!(
+            "apiserver pid {} state {state}; log tail:\n{}",
+            pid.trim(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
+    }
+}
+
+/// An error with its whole chain of causes (kube's Display stops at "client error (Connect)").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
 impl Drop for OwnKube {
     fn drop(&mut self) {
         let lib = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lib/kube.sh");

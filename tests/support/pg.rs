@@ -132,6 +132,14 @@ pub async fn connect(url: &str) -> Client {
     client
 }
 
+/// Runs `statements` (a batch); panics with them and the error on failure.
+pub async fn sql(client: &Client, statements: &str) {
+    client
+        .batch_execute(statements)
+        .await
+        .unwrap_or_else(|e| panic!("{statements}\nfailed: {e:?}"));
+}
+
 /// `t_<pid>_<counter>_<random>`: unique across test threads, test binaries and reruns.
 fn unique_db_name() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
