@@ -41,13 +41,10 @@ kube_build() {
   echo "$out"
 }
 
-# _kube_free_ports N: N distinct free loopback TCP ports (held open together so
-# they differ; a tiny race until the servers bind them is accepted).
+# _kube_free_ports N: N distinct free loopback TCP ports below the ephemeral range, so a
+# restarted server finds its port still free (see scripts/lib/free-ports).
 _kube_free_ports() {
-  python3 -c 'import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
+  "$_KUBE_LIB_ROOT/scripts/lib/free-ports" "$1"
 }
 
 # _kube_alive PID: process exists and is not a zombie.
@@ -79,18 +76,19 @@ _kube_fail() { # DIR MESSAGE: print log tails, stop what started, return 1
 }
 
 _kube_certs() { # DIR: CA, serving cert for 127.0.0.1/localhost, SA signing key
+  # Ten years: a demo environment left up (or restored from a cache) must not expire.
   local d=$1
   (
     set -e
     cd "$d"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
       -subj /CN=pgpart-testenv-ca -keyout ca.key -out ca.crt \
       -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
     openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
       -subj /CN=kube-apiserver -keyout apiserver.key -out apiserver.csr
     printf '%s\n' 'subjectAltName=IP:127.0.0.1,DNS:localhost' 'basicConstraints=critical,CA:FALSE' \
       'keyUsage=critical,digitalSignature' 'extendedKeyUsage=serverAuth' >apiserver.ext
-    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 \
+    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
       -extfile apiserver.ext -out apiserver.crt
     openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key
     chmod 600 ./*.key

@@ -87,9 +87,10 @@ pg_install() {
     { _pg_err "pg_partman for PostgreSQL 15 is missing"; return 1; }
 }
 
-# Prints a TCP port on 127.0.0.1 that is free right now.
+# Prints a TCP port on 127.0.0.1 that is free right now, below the ephemeral range so a
+# server restarted on it finds it free (see scripts/lib/free-ports).
 _pg_free_port() {
-  node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+  "$PGPART_ROOT/scripts/lib/free-ports" 1
 }
 
 # pg_up DIR NAME MAJOR: initdb DIR/NAME/data (if new) and start it; prints the URL, exports PG_URL.
