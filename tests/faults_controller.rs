@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams};
 use pgpart::policy::PartitionPolicy;
 use serde_json::json;
+use support::clock;
 use support::controller::{
     self as ctl, Controller, WAIT, apply, condition, conditions_summary, eventually, has_condition,
     policy, uri_secret, wait_for, wait_ready,
@@ -114,6 +115,7 @@ async fn max_connections_reached_reports_unavailable_then_catches_up() {
 
     // Free the slots; the controller catches up using at most its pool (2).
     held.truncate(1);
+    let freed = clock::now();
     let watcher = &held[0];
     let mut most = 0;
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -138,12 +140,15 @@ async fn max_connections_reached_reports_unavailable_then_catches_up() {
         most <= 2,
         "the controller held {most} connections, more than its pool of 2"
     );
-    assert_eq!(
-        support::cli::partitions(watcher, "public.events")
-            .await
-            .len(),
-        3
-    );
+    // This month and two ahead as of each pass since the slots were freed (every 5 s).
+    ctl::wait_partitions_of_last_pass(
+        &policies,
+        "events",
+        watcher,
+        "public.events",
+        |names, pass| clock::is_monthly_run(names, "events", freed, pass, 2),
+    )
+    .await;
     drop(controller);
     drop(held);
     ns.cleanup().await;
@@ -172,7 +177,7 @@ async fn secret_deleted_stalls_naming_it_recreated_recovers_and_password_rotatio
                 "schedule": { "every": "5s" } }),
     );
     apply(&policies, &doc).await.unwrap();
-    wait_ready(&policies, "events", WAIT).await;
+    let first_pass = ctl::last_pass_time(&wait_ready(&policies, "events", WAIT).await);
 
     // Deleted: Ready=False (and Stalled) with a message naming the Secret.
     secrets
@@ -244,16 +249,14 @@ async fn secret_deleted_stalls_naming_it_recreated_recovers_and_password_rotatio
     let mut doc = doc.clone();
     doc["spec"]["range"]["premake"] = json!(4);
     apply(&policies, &doc).await.unwrap();
-    eventually("premake 4 applied", WAIT, || async {
-        let n = support::cli::partitions(&admin, "public.events")
-            .await
-            .len();
-        if n == 5 {
-            Ok(())
-        } else {
-            Err(format!("{n} partitions"))
-        }
-    })
+    // Passes every 5 s: from the first pass's month to 4 ahead of the latest pass's.
+    ctl::wait_partitions_of_last_pass(
+        &policies,
+        "events",
+        &admin,
+        "public.events",
+        |names, pass| names == clock::monthly_between("events", first_pass, pass, 4),
+    )
     .await;
     let mut controller = controller;
     controller.assert_running();
@@ -265,7 +268,6 @@ async fn secret_deleted_stalls_naming_it_recreated_recovers_and_password_rotatio
 // 7. The clock a year ahead, retention keep 3 months, maxPerPass 2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clock_jump_of_a_year_retires_at_most_two_per_pass() {
-    use support::clock;
     let db = pg::TestDb::create(&pg::server(17)).await;
     db.client
         .batch_execute(
@@ -386,7 +388,7 @@ async fn apiserver_restart_keeps_controller_running_and_watch_resumes() {
     apply(&policies, &policy("a", "db", spec("public.a")))
         .await
         .unwrap();
-    wait_ready(&policies, "a", Duration::from_secs(90)).await;
+    let a_first = ctl::last_pass_time(&wait_ready(&policies, "a", Duration::from_secs(90)).await);
 
     kube.restart_apiserver();
     eventually(
@@ -422,14 +424,14 @@ async fn apiserver_restart_keeps_controller_running_and_watch_resumes() {
     bumped["spec"]["range"]["premake"] = json!(3);
     apply(&policies, &bumped).await.unwrap();
     wait_ready(&policies, "a", Duration::from_secs(60)).await;
-    assert_eq!(
-        support::cli::partitions(&db.client, "public.a").await.len(),
-        4
-    );
-    assert_eq!(
-        support::cli::partitions(&db.client, "public.b").await.len(),
-        2
-    );
+    ctl::wait_partitions_of_last_pass(&policies, "a", &db.client, "public.a", |names, pass| {
+        names == clock::monthly_between("a", a_first, pass, 3)
+    })
+    .await;
+    ctl::wait_partitions_of_last_pass(&policies, "b", &db.client, "public.b", |names, pass| {
+        names == clock::monthly("b", pass, 1)
+    })
+    .await;
     assert!(controller.is_running());
     drop(controller);
     db.drop_db().await;
