@@ -20,6 +20,12 @@ impl Clock {
         }
     }
 
+    /// Whether this is the wall clock (no `--now`): only then is it checked against the
+    /// database's clock.
+    pub fn is_wall(&self) -> bool {
+        self.start.is_none()
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         match self.start {
             None => Utc::now(),

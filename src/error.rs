@@ -34,6 +34,10 @@ pub enum Error {
     CheckViolation(String),
     #[error("database error: {0}")]
     Database(String),
+    /// Keys between now and the end of the premake window have no partition after a pass:
+    /// never success, whatever else went well.
+    #[error("{0}")]
+    Hole(String),
     #[error("{0}")]
     Input(String),
 }
@@ -66,6 +70,7 @@ impl Error {
             Error::LockTimeout(_) => "LockTimeout",
             Error::CheckViolation(_) => "RowsInDefault",
             Error::Database(_) => "DatabaseError",
+            Error::Hole(_) => "MissingPartition",
             Error::Input(_) => "InvalidInput",
         }
     }

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod clock;
 pub mod controller;
 pub mod db;
+pub mod engine;
 pub mod error;
 pub mod plan;
 pub mod policy;

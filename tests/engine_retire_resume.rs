@@ -171,3 +171,79 @@ async fn interrupted_move_is_finished_next_pass() {
         db.drop_db().await;
     }
 }
+
+async fn comment(db: &TestDb, qualified: &str) -> Option<String> {
+    db.client
+        .query_one(
+            "SELECT obj_description(to_regclass($1), 'pg_class')",
+            &[&qualified],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// A Drop that failed after its detach leaves a retiring mark. Once the spec asks for
+/// Detach instead, that mark is never acted on: the table stays (the first version dropped
+/// it on the next pass but one). And the stuck partition holds up no other retirement.
+#[tokio::test]
+async fn a_stale_retiring_mark_never_drops_and_blocks_nothing() {
+    for server in servers() {
+        let db = TestDb::create(&server).await;
+        db.client
+            .batch_execute("CREATE TABLE public.yearly (id bigint, ts timestamptz NOT NULL) PARTITION BY RANGE (ts)")
+            .await
+            .unwrap();
+        let sc = scene();
+        let oldest = format!("public.{}", sc.oldest);
+        let (second, third) = (
+            format!("public.yearly_p{}0101", sc.start + 1),
+            format!("public.yearly_p{}0101", sc.start + 2),
+        );
+        apply(&db.url, &policy(&sc, "action: Drop"), &sc.then)
+            .await
+            .ok("first apply");
+        db.client
+            .batch_execute(&format!(
+                "CREATE VIEW public.keep_oldest AS SELECT * FROM {oldest}"
+            ))
+            .await
+            .unwrap();
+        // Three years expire now; the oldest's drop fails on the view.
+        let run = apply(
+            &db.url,
+            &policy(&sc, "action: Drop, maxPerPass: 10"),
+            &sc.now,
+        )
+        .await;
+        run.expect_code(1, "the drop of the oldest fails on the dependent view");
+        assert!(
+            exists(&db, &oldest).await && !is_partition(&db, &oldest).await,
+            "{}",
+            run.both()
+        );
+        assert!(
+            !exists(&db, &second).await && !exists(&db, &third).await,
+            "the other expired years are dropped all the same: {}",
+            run.both()
+        );
+
+        // The reference goes and the spec now says Detach: the oldest is never dropped.
+        db.client
+            .batch_execute("DROP VIEW public.keep_oldest")
+            .await
+            .unwrap();
+        for pass in ["first", "second"] {
+            let run = apply(&db.url, &policy(&sc, "action: Detach"), &sc.now).await;
+            run.ok(&format!("{pass} apply with Detach"));
+            assert!(
+                exists(&db, &oldest).await,
+                "{pass} apply with Detach dropped {oldest} on a stale mark: {}",
+                run.both()
+            );
+        }
+        let c = comment(&db, &oldest).await.unwrap_or_default();
+        assert!(c.starts_with("pgpart: detached from yearly"), "{c}");
+        db.drop_db().await;
+    }
+}

@@ -57,7 +57,7 @@ on_both_majors!(
     repair_with_an_epoch_row_in_default,
     integer_key_retention_drop,
     quoted_identifiers_repair_and_retention,
-    off_grid_foreign_partition_is_left_alone,
+    off_grid_foreign_partition_is_left_alone_and_bridged,
     stray_rows_in_default_do_not_block_premake,
 );
 
@@ -1782,9 +1782,10 @@ async fn quoted_identifiers_repair_and_retention(server: &Server) {
     db.drop_db().await;
 }
 
-/// A partition made by hand off the grid ([Nov 15, Dec 15)) is reported as an overlap and
-/// left alone; the slots that don't touch it are created.
-async fn off_grid_foreign_partition_is_left_alone(server: &Server) {
+/// A partition made by hand off the grid ([Nov 15, Dec 15)) is left alone, and the rest of
+/// the slots it touches is bridged: no key from now to the end of premake goes without a
+/// partition (the first version left [Dec 15, Jan 1) uncovered and exited 0).
+async fn off_grid_foreign_partition_is_left_alone_and_bridged(server: &Server) {
     let db = TestDb::create(server).await;
     let c = &db.client;
     sql(
@@ -1802,32 +1803,47 @@ async fn off_grid_foreign_partition_is_left_alone(server: &Server) {
     let now = "2026-11-22T10:00:00Z";
     let doc = cli::plan_json(&db.url, &policy, now).await;
     let p = plan_for(&doc, "public.ev");
-    let overlaps = p["findings"]
+    let reasons: Vec<&str> = p["findings"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|f| f["reason"] == "Overlap")
-        .count();
-    assert_eq!(
-        overlaps, 2,
-        "November and December overlap ev_legacy: {doc:#}"
+        .map(|f| f["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        !reasons.contains(&"Overlap") && !reasons.contains(&"Hole"),
+        "{doc:#}"
     );
     let run = cli::apply(&db.url, &policy, now).await;
     run.ok("apply next to an off-grid partition");
     assert_eq!(
         cli::range_bounds(c, "public.ev").await,
         pairs(&[
+            ("2026-11-01 00:00:00+00", "2026-11-15 00:00:00+00"),
             ("2026-11-15 00:00:00+00", "2026-12-15 00:00:00+00"),
+            ("2026-12-15 00:00:00+00", "2027-01-01 00:00:00+00"),
             ("2027-01-01 00:00:00+00", "2027-02-01 00:00:00+00"),
             ("2027-02-01 00:00:00+00", "2027-03-01 00:00:00+00"),
         ])
     );
-    let legacy = cli::partitions(c, "public.ev").await;
+    let parts = cli::partitions(c, "public.ev").await;
+    let names: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "ev_bridge_202611010000",
+            "ev_legacy",
+            "ev_bridge_202612150000",
+            "ev_p20270101",
+            "ev_p20270201"
+        ]
+    );
     assert!(
-        !legacy[0].managed,
+        !parts[1].managed,
         "ev_legacy must not be marked as pgpart's"
     );
+    assert!(parts[0].managed && parts[2].managed, "bridges are pgpart's");
     assert_eq!(cli::count(c, "public.ev_legacy").await, 1);
+    sql(c, "INSERT INTO public.ev VALUES ('2026-12-20 00:00:00+00')").await;
     assert_idempotent(&db, &policy, now).await;
     db.drop_db().await;
 }

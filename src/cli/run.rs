@@ -8,8 +8,9 @@ use serde_json::json;
 
 use super::{Output, RunArgs};
 use crate::db::connect::Target;
-use crate::db::execute::{self, Outcome, can_detach_concurrently};
-use crate::db::observe::{observe, plan_table, replan_if_stale};
+use crate::db::execute::{Outcome, can_detach_concurrently};
+use crate::db::observe::{observe, plan_table};
+use crate::engine;
 use crate::error::{Error, Result};
 use crate::plan::{Plan, action};
 use crate::policy::{PartitionPolicy, ValidPolicy, file::load_file, validate};
@@ -69,14 +70,11 @@ pub async fn run(args: RunArgs, apply: bool, output: Output) -> Result<()> {
         if errors.is_empty() {
             drop(client);
             return if apply {
-                apply_all(
-                    &target,
-                    planned,
-                    observed.server_version_num,
-                    args.connections,
-                    now,
-                )
-                .await
+                let first = Observed {
+                    server_version_num: observed.server_version_num,
+                    db_now: args.now.is_none().then_some(observed.db_now),
+                };
+                apply_all(&target, planned, &first, args.connections, now).await
             } else {
                 print_plans(&planned, observed.server_version_num, output);
                 Ok(())
@@ -171,43 +169,27 @@ fn print_plans(planned: &[Planned], version: i32, output: Output) {
 async fn apply_all(
     target: &Target,
     planned: Vec<Planned>,
-    version: i32,
+    observed: &Observed,
     connections: u16,
     now: chrono::DateTime<Utc>,
 ) -> Result<()> {
-    let mut work: VecDeque<Planned> = VecDeque::new();
-    for p in planned {
-        let table = format!("{}.{}", p.plan.ctx.schema, p.plan.ctx.table);
-        for f in &p.plan.findings {
-            println!("{table}: ! {}: {}", f.reason, f.message);
-        }
-        let n = p.plan.actions.len();
-        if n == 0 {
-            println!("{table}: nothing to do");
-        } else if p.policy.suspend || p.policy.dry_run {
-            // The same contract as in a cluster: observe and report, change nothing.
-            let why = if p.policy.suspend {
-                "suspended"
-            } else {
-                "dry run"
-            };
-            println!("{table}: {why}, {n} actions pending (see pgpart plan)");
-        } else {
-            work.push_back(p);
-        }
-    }
-    let busy = work.len();
-    let queue = Arc::new(Mutex::new(work));
-    let workers = (connections as usize).min(busy);
+    // Tables with nothing to do need no session of their own: no more workers than work.
+    let busy = planned
+        .iter()
+        .filter(|p| !p.plan.actions.is_empty())
+        .count();
+    let queue = Arc::new(Mutex::new(VecDeque::from(planned)));
+    let workers = (connections as usize).min(busy).max(1);
     let mut tasks = Vec::new();
     for _ in 0..workers {
         let queue = queue.clone();
         let target = target.clone();
+        let observed = *observed;
         tasks.push(tokio::spawn(async move {
             let mut client = target.connect().await?;
             let mut failures = 0usize;
             while let Some(job) = next_job(&queue) {
-                match apply_one(&mut client, job, version, now).await {
+                match apply_one(&mut client, job, observed, now).await {
                     Ok(f) => failures += f,
                     Err(e) => {
                         eprintln!("error: {e}");
@@ -232,10 +214,18 @@ async fn apply_all(
     }
     if failures > 0 {
         return Err(Error::Database(format!(
-            "{failures} actions failed; see above"
+            "{failures} tables did not reach their policy; see above"
         )));
     }
     Ok(())
+}
+
+/// What the first observation said about the server, for every table's pass.
+#[derive(Clone, Copy)]
+struct Observed {
+    server_version_num: i32,
+    /// `None` when `--now` was given (no clock check).
+    db_now: Option<chrono::DateTime<Utc>>,
 }
 
 /// Take the next table; the queue's lock is released before any await.
@@ -243,42 +233,60 @@ fn next_job(queue: &Mutex<VecDeque<Planned>>) -> Option<Planned> {
     queue.lock().ok()?.pop_front()
 }
 
-/// One table, under its advisory lock. If another run held the lock, the table is
-/// observed and planned again: the other run may already have done the work.
+/// One table's pass through the engine, printed as it goes. Returns 1 when the table did
+/// not reach its policy (an action failed, or a hole is left), else 0.
 async fn apply_one(
     client: &mut tokio_postgres::Client,
     job: Planned,
-    version: i32,
+    observed: Observed,
     now: chrono::DateTime<Utc>,
 ) -> Result<usize> {
     let Planned {
         policy_name,
         policy,
-        mut plan,
+        plan,
     } = job;
-    execute::lock_table(
-        client,
-        &plan.ctx,
-        policy.lock_timeout.max(std::time::Duration::from_secs(30)),
-    )
-    .await?;
-    let result = async {
-        replan_if_stale(client, &mut plan, &policy, now).await?;
-        let mut print = |o: &Outcome| match &o.result {
-            Ok(()) if o.rows > 0 => println!(
-                "{}.{}: {} ({} rows moved)",
-                policy.schema, policy.table, o.description, o.rows
-            ),
-            Ok(()) => println!("{}.{}: {}", policy.schema, policy.table, o.description),
-            Err(e) => println!(
-                "{}.{}: FAILED {}: {e} (policy {policy_name})",
-                policy.schema, policy.table, o.description
-            ),
-        };
-        let outcomes = execute::execute_plan(client, &plan, version, &mut print).await;
-        Ok::<usize, Error>(outcomes.iter().filter(|o| o.result.is_err()).count())
+    let table = format!("{}.{}", policy.schema, policy.table);
+    for f in &plan.findings {
+        println!("{table}: ! {}: {}", f.reason, f.message);
     }
-    .await;
-    execute::unlock_table(client, &plan.ctx).await?;
-    result
+    let n = plan.actions.len();
+    if n == 0 {
+        println!("{table}: nothing to do");
+    } else if policy.suspend || policy.dry_run {
+        // The same contract as in a cluster: observe and report, change nothing.
+        let why = if policy.suspend {
+            "suspended"
+        } else {
+            "dry run"
+        };
+        println!("{table}: {why}, {n} actions pending (see pgpart plan)");
+    }
+    let mut print = |o: &Outcome| match &o.result {
+        Ok(()) if o.rows > 0 => println!("{table}: {} ({} rows moved)", o.description, o.rows),
+        Ok(()) => println!("{table}: {}", o.description),
+        Err(e) => println!(
+            "{table}: FAILED {}: {e} (policy {policy_name})",
+            o.description
+        ),
+    };
+    let start = engine::Start {
+        plan,
+        server_version_num: observed.server_version_num,
+        db_now: observed.db_now,
+    };
+    let report = engine::pass(client, &policy, start, now, &mut print).await?;
+    if report.replanned && report.outcomes.is_empty() {
+        println!("{table}: another pgpart run changed it meanwhile; nothing left to do");
+    }
+    let failed_actions = report.outcomes.iter().any(|o| o.result.is_err());
+    match &report.error {
+        // A failed action was printed as it happened.
+        Some(_) if failed_actions => Ok(1),
+        Some(e) => {
+            println!("{table}: FAILED {e} (policy {policy_name})");
+            Ok(1)
+        }
+        None => Ok(0),
+    }
 }

@@ -1,7 +1,6 @@
 //! The operator: kube-runtime Controllers over PartitionPolicy, status by server-side
 //! apply, events, metrics, leader election on a Lease, graceful shutdown.
 
-mod pool;
 mod reconcile;
 mod secret;
 mod status;
@@ -169,7 +168,7 @@ pub async fn run(args: Args) -> Result<()> {
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
-        pools: pool::Pools::default(),
+        pools: crate::db::pool::Pools::default(),
         pool_size: args.pool_size as usize,
         metrics: metrics.clone(),
         claims: Default::default(),

@@ -14,13 +14,14 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::Instrument;
 
-use super::pool::Pools;
 use super::secret::target_from_secret;
 use super::status::{DEFAULT_EMPTY, READY, RECONCILING, STALLED, cond, conditions, truncate};
-use crate::db::execute::{self, Outcome};
-use crate::db::observe::{observe_and_plan, replan_if_stale};
+use crate::db::execute::Outcome;
+use crate::db::observe::observe_and_plan;
+use crate::db::pool::{self, Pools};
+use crate::engine;
 use crate::error::Error;
-use crate::plan::Plan;
+use crate::plan::{Action, Plan};
 use crate::policy::validate::DEFAULT_EVERY;
 use crate::policy::{PartitionPolicy, PartitionPolicyStatus, ValidPolicy, validate};
 use crate::telemetry::{ActionLabels, ErrorLabels, Metrics, PolicyLabels, TargetLabels};
@@ -41,8 +42,12 @@ pub struct Ctx {
     pub clock: crate::clock::Clock,
 }
 
-/// How soon to look again when actions remain (a bounded pass left work for the next).
+/// How soon to look again when partitions remain to be made (a bounded pass left work for
+/// the next). Retirements left over wait for `schedule.every`: maxPerPass bounds them per
+/// period, so a clock that jumped ahead does not retire everything within seconds.
 const MORE_WORK: Duration = Duration::from_secs(2);
+/// At most this many pending actions are listed in status (an object must stay small).
+const MAX_PENDING_IN_STATUS: usize = 20;
 /// Longest back-off after a transient error: Secrets are not watched (pgpart may only
 /// `get` them), so a fixed Secret is noticed at the next retry.
 const MAX_RETRY: Duration = Duration::from_secs(60);
@@ -218,12 +223,18 @@ async fn reconcile_pass(
         }
         None => {
             ctx.failures.lock().expect("failures lock").remove(&uid);
-            let blocked = policy.spec.suspend || policy.spec.dry_run;
-            if !report.pending.is_empty() && !blocked {
-                MORE_WORK
-            } else {
-                every
-            }
+            let held = policy.spec.suspend || policy.spec.dry_run;
+            let making = report.plan.as_ref().is_some_and(|p| {
+                p.actions.iter().any(|a| {
+                    !matches!(
+                        a,
+                        Action::Retire { .. }
+                            | Action::FinishRetire { .. }
+                            | Action::AbandonRetire { .. }
+                    )
+                })
+            });
+            if making && !held { MORE_WORK } else { every }
         }
     };
     Ok(Requeue::requeue(requeue))
@@ -254,6 +265,7 @@ fn event_reason(kind: &str) -> &'static str {
         "guard_default" => "DefaultPartitionGuarded",
         "finish_detach" => "DetachFinished",
         "detach" | "drop" | "move_to_schema" => "PartitionRetired",
+        "abandon_retire" => "RetirementAbandoned",
         _ => "Changed",
     }
 }
@@ -314,38 +326,18 @@ async fn pass_inner(
     };
     let (target, key) = target_from_secret(&secret)?;
     let description = target.describe();
-    ctx.pools.retain_current(&description, key);
-
     let pool = ctx.pools.get(key, &target, ctx.pool_size);
-    let mut conn = pool.get().await?;
-    let (first, version) = observe_and_plan(&conn, valid, now).await?;
+    let mut conn = pool::get(&pool).await?;
+    let (first, observed) = observe_and_plan(&conn, valid, now).await?;
     // Claim the table only once the policy plans cleanly: a broken policy must not make
     // a good one on the same table report Conflict instead of its own error.
     let claim = Some(claim(ctx, policy, &description, valid).await?);
-    if valid.suspend || valid.dry_run || first.actions.is_empty() {
-        let pending = first
-            .actions
-            .iter()
-            .map(|a| a.describe(&first.ctx))
-            .collect();
-        return Ok(PassReport {
-            plan: Some(first),
-            pending,
-            claim,
-            ..Default::default()
-        });
-    }
-
-    execute::lock_table(
-        &conn,
-        &first.ctx,
-        valid.lock_timeout.max(Duration::from_secs(30)),
-    )
-    .await?;
-    // Under the lock, look again if another run changed the table meanwhile.
-    let mut current = first;
-    replan_if_stale(&conn, &mut current, valid, now).await?;
-    let outcomes = execute::execute_plan(&mut conn, &current, version, &mut |o| {
+    let start = engine::Start {
+        plan: first,
+        server_version_num: observed.server_version_num,
+        db_now: ctx.clock.is_wall().then_some(observed.db_now),
+    };
+    let report = engine::pass(&mut conn, valid, start, now, &mut |o| {
         tracing::info!(
             action = o.action.kind(),
             ok = o.result.is_ok(),
@@ -353,25 +345,12 @@ async fn pass_inner(
             o.description
         );
     })
-    .await;
-    execute::unlock_table(&conn, &current.ctx).await?;
-
-    // Report what is there now, and what is still to do.
-    let after = observe_and_plan(&conn, valid, now).await?.0;
-    let pending = after
-        .actions
-        .iter()
-        .map(|a| a.describe(&after.ctx))
-        .collect();
-    let error = outcomes
-        .iter()
-        .find_map(|o| o.result.as_ref().err())
-        .cloned();
+    .await?;
     Ok(PassReport {
-        plan: Some(after),
-        outcomes,
-        pending,
-        error,
+        pending: report.pending(),
+        plan: Some(report.plan),
+        outcomes: report.outcomes,
+        error: report.error,
         claim,
     })
 }
@@ -427,6 +406,15 @@ async fn claim(
     Ok(claim)
 }
 
+/// The first `max` items, and a last one that counts the rest.
+fn bounded(items: &[String], max: usize) -> Vec<String> {
+    let mut out: Vec<String> = items.iter().take(max).cloned().collect();
+    if items.len() > max {
+        out.push(format!("… and {} more", items.len() - max));
+    }
+    out
+}
+
 fn build_status(
     policy: &PartitionPolicy,
     report: &PassReport,
@@ -452,6 +440,17 @@ fn build_status(
         .map(|f| f.message.clone());
     let mut conds = Vec::new();
     match (&report.error, blocked) {
+        // A hole left because rows in the default block its partition: a person must act.
+        (Some(Error::Hole(_)), Some(msg)) => {
+            conds.push(cond(READY, false, "RowsInDefault", msg.clone()));
+            conds.push(cond(
+                RECONCILING,
+                false,
+                "RowsInDefault",
+                "waiting for a person: rows in the default partition",
+            ));
+            conds.push(cond(STALLED, true, "RowsInDefault", msg));
+        }
         (Some(e), _) if e.is_stalled() => {
             conds.push(cond(READY, false, e.reason(), e.to_string()));
             conds.push(cond(
@@ -563,7 +562,7 @@ fn build_status(
         } else {
             previous.last_maintenance_time
         },
-        pending_actions: report.pending.clone(),
+        pending_actions: bounded(&report.pending, MAX_PENDING_IN_STATUS),
         last_pass_time: Some(stamp),
         // A policy refused for a conflict holds nothing; a pass that failed before it
         // could claim keeps what it held.

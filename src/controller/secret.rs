@@ -82,5 +82,5 @@ pub fn target_from_secret(secret: &Secret) -> Result<(Target, u64)> {
     let mut settings: Vec<(&str, &str)> =
         data.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     settings.sort();
-    Ok((target, super::pool::target_key(&settings)))
+    Ok((target, crate::db::pool::target_key(&settings)))
 }

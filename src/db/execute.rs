@@ -76,7 +76,9 @@ pub async fn unlock_table(client: &Client, ctx: &TableCtx) -> Result<()> {
 }
 
 /// Execute the plan's actions in order, reporting each outcome as it completes. After a
-/// failure nothing is retired in this pass: coverage is never reduced while something is wrong.
+/// failure to make or repair a partition nothing is retired in this pass: coverage is never
+/// reduced while something is wrong. A retirement that fails (say, a foreign key still
+/// points at the partition) holds up no other.
 pub async fn execute_plan(
     client: &mut Client,
     plan: &Plan,
@@ -88,7 +90,8 @@ pub async fn execute_plan(
     let mut failed = false;
     let mut guarded = false;
     for a in &plan.actions {
-        if failed && matches!(a, Action::Retire { .. } | Action::FinishRetire { .. }) {
+        let retires = matches!(a, Action::Retire { .. } | Action::FinishRetire { .. });
+        if failed && retires {
             continue;
         }
         let mut rows = 0;
@@ -113,7 +116,7 @@ pub async fn execute_plan(
             }
         }
         guarded |= matches!(a, Action::GuardDefault { .. }) && result.is_ok();
-        failed |= result.is_err();
+        failed |= result.is_err() && !retires;
         let outcome = Outcome {
             action: a.clone(),
             description: a.describe(ctx),

@@ -3,4 +3,5 @@
 pub mod connect;
 pub mod execute;
 pub mod observe;
+pub mod pool;
 pub mod quote;

@@ -40,7 +40,9 @@ children AS (
            'comment', d.description,
            'detach_pending', i.inhdetachpending,
            'rows', greatest(c.reltuples, 0)::bigint,
-           'bytes', CASE WHEN $3 THEN pg_total_relation_size(c.oid) ELSE 0 END)) AS partitions
+           'bytes', CASE WHEN $3 THEN pg_total_relation_size(c.oid) ELSE 0 END)) AS partitions,
+         md5(string_agg(i.inhrelid::text || ':' || coalesce(pg_get_expr(c.relpartbound, 0), '') || ':'
+                        || i.inhdetachpending::text || ':' || coalesce(d.description, ''), ',' ORDER BY i.inhrelid)) AS fingerprint
     FROM pg_inherits i
     JOIN pg_class c ON c.oid = i.inhrelid
     JOIN pg_namespace cn ON cn.oid = c.relnamespace
@@ -65,6 +67,7 @@ SELECT json_build_object(
   'key_columns', p.key_columns,
   'key_types', p.key_types,
   'partitions', coalesce(ch.partitions, '[]'),
+  'fingerprint', coalesce(ch.fingerprint, ''),
   'retiring', coalesce(rt.items, '[]'),
   'default_stats', (
     SELECT query_to_xml(CASE WHEN p.key1 IS NOT NULL
@@ -74,7 +77,7 @@ SELECT json_build_object(
       JOIN pg_namespace dn ON dn.oid = dc.relnamespace
      WHERE dc.oid = p.partdefid),
   'max_key', CASE WHEN p.partstrat = 'r' AND p.key1_type IN ('smallint', 'integer', 'bigint') THEN
-      query_to_xml(format('SELECT max(%I)::text AS m FROM %I.%I', p.key1, p.nspname, p.relname), false, true, '')::text END
+      query_to_xml(format('SELECT max(%I)::text AS m FROM %I.%I WHERE tableoid <> %s', p.key1, p.nspname, p.relname, p.partdefid), false, true, '')::text END
 )
 FROM parents p
 LEFT JOIN children ch ON ch.parent = p.oid
@@ -90,6 +93,7 @@ struct RawTable {
     key_columns: Vec<Option<String>>,
     key_types: Vec<String>,
     partitions: Vec<RawPartition>,
+    fingerprint: String,
     retiring: Vec<(String, String)>,
     default_stats: Option<String>,
     max_key: Option<String>,
@@ -116,6 +120,8 @@ fn xml_field(xml: &str, tag: &str) -> Option<String> {
 
 pub struct Observation {
     pub server_version_num: i32,
+    /// The database server's clock when it was observed.
+    pub db_now: chrono::DateTime<chrono::Utc>,
     pub tables: Vec<ObservedTable>,
 }
 
@@ -147,15 +153,17 @@ pub async fn observe(
             .map_err(|e| Error::Database(format!("unexpected catalog row: {e}")))?;
         tables.push(convert(raw)?);
     }
-    let v: String = client
-        .query_one("SHOW server_version_num", &[])
-        .await?
-        .get(0);
+    let row = client
+        .query_one("SELECT current_setting('server_version_num'), now()", &[])
+        .await?;
+    let v: String = row.get(0);
+    let db_now: chrono::DateTime<chrono::Utc> = row.get(1);
     let server_version_num = v
         .parse()
         .map_err(|_| Error::Database(format!("unexpected server_version_num {v:?}")))?;
     Ok(Observation {
         server_version_num,
+        db_now,
         tables,
     })
 }
@@ -221,6 +229,7 @@ fn convert(raw: RawTable) -> Result<ObservedTable> {
         max_key,
         default_slot_keys: Vec::new(),
         retiring: raw.retiring,
+        fingerprint: raw.fingerprint,
     })
 }
 
@@ -340,39 +349,37 @@ pub async fn plan_table(
     crate::plan::plan(policy, table.as_ref(), now)
 }
 
-/// Observe one policy's table and plan it; also returns the server version.
+/// Observe one policy's table and plan it.
 pub async fn observe_and_plan(
     client: &Client,
     policy: &ValidPolicy,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<(crate::plan::Plan, i32)> {
+) -> Result<(crate::plan::Plan, Observation)> {
     let mut o = observe(client, Some((&policy.schema, &policy.table)), false).await?;
     let table = o.take(&policy.schema, &policy.table);
-    Ok((
-        plan_table(client, table, policy, now).await?,
-        o.server_version_num,
-    ))
+    Ok((plan_table(client, table, policy, now).await?, o))
 }
 
+/// The fingerprint of a parent's partitions (oids, bounds, pending detaches, comments),
+/// computed as the observation computes it.
+const FINGERPRINT_SQL: &str = "SELECT coalesce(md5(string_agg(i.inhrelid::text || ':' || coalesce(pg_get_expr(c.relpartbound, 0), '') || ':' \
+     || i.inhdetachpending::text || ':' || coalesce(obj_description(c.oid, 'pg_class'), ''), ',' ORDER BY i.inhrelid)), '') \
+     FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = to_regclass($1)";
+
 /// Under the table's advisory lock, plan again if another run changed the table since
-/// `plan` was made: every change pgpart makes adds or removes a partition, so a count of
-/// pg_inherits rows tells, without a full observation.
+/// `plan` was made (any partition added, removed, re-bounded or re-marked). Returns
+/// whether it planned again.
 pub async fn replan_if_stale(
     client: &Client,
     plan: &mut crate::plan::Plan,
     policy: &ValidPolicy,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<()> {
+) -> Result<bool> {
     let parent = qualified(&policy.schema, &policy.table);
-    let partitions: i64 = client
-        .query_one(
-            "SELECT count(*) FROM pg_inherits WHERE inhparent = to_regclass($1)",
-            &[&parent],
-        )
-        .await?
-        .get(0);
-    if partitions as usize != plan.observed_partitions {
-        *plan = observe_and_plan(client, policy, now).await?.0;
+    let fingerprint: String = client.query_one(FINGERPRINT_SQL, &[&parent]).await?.get(0);
+    if fingerprint == plan.fingerprint {
+        return Ok(false);
     }
-    Ok(())
+    *plan = observe_and_plan(client, policy, now).await?.0;
+    Ok(true)
 }

@@ -17,6 +17,10 @@ pub const OWNER_MARK: &str = "pgpart: managed partition";
 /// and the drop/move is finished by the next one.
 pub const RETIRING_MARK: &str = "pgpart: retiring partition of ";
 
+/// A detached partition whose retirement the spec stopped asking for (see
+/// [`Action::AbandonRetire`]): no longer pgpart's to drop or move.
+pub const DETACHED_MARK: &str = "pgpart: detached from ";
+
 /// What a retiring mark says is left to do, naming the parent table it left.
 pub fn retiring_mark(table: &str, action: RetentionAction, to_schema: Option<&str>) -> String {
     match (action, to_schema) {
@@ -155,6 +159,11 @@ pub enum Action {
         action: RetentionAction,
         to_schema: Option<String>,
     },
+    /// Clear the retiring mark of a detached partition whose retirement the spec no
+    /// longer asks for: it stays a plain detached table, never dropped on a stale mark.
+    AbandonRetire {
+        partition: String,
+    },
 }
 
 impl Action {
@@ -168,7 +177,9 @@ impl Action {
             Action::CreateList { .. } | Action::CreateHash { .. } => (3, None),
             Action::Repair { slot } => (4, Some(slot.from)),
             Action::CreateDefault { .. } => (5, None),
-            Action::Retire { .. } | Action::FinishRetire { .. } => (6, None),
+            Action::Retire { .. } | Action::FinishRetire { .. } | Action::AbandonRetire { .. } => {
+                (6, None)
+            }
         }
     }
 
@@ -196,6 +207,7 @@ impl Action {
                 ..
             } => "move_to_schema",
             Action::FinishRetire { .. } => "finish_retire",
+            Action::AbandonRetire { .. } => "abandon_retire",
         }
     }
 
@@ -208,7 +220,8 @@ impl Action {
             | Action::Adopt { partition }
             | Action::CreateDefault { partition }
             | Action::Retire { partition, .. }
-            | Action::FinishRetire { partition, .. } => partition,
+            | Action::FinishRetire { partition, .. }
+            | Action::AbandonRetire { partition } => partition,
             Action::GuardDefault { .. } => "",
         }
     }
@@ -284,6 +297,9 @@ impl Action {
                 ),
                 _ => format!("finish retiring {partition}: drop it"),
             },
+            Action::AbandonRetire { partition } => format!(
+                "keep {partition} as a detached table: the spec no longer asks to retire it as it was marked"
+            ),
         }
     }
 }
@@ -456,6 +472,14 @@ pub fn statements(action: &Action, ctx: &TableCtx, concurrent_detach: bool) -> V
             action,
             to_schema,
         } => finish_retire(ctx, partition, *action, to_schema.as_deref()),
+        Action::AbandonRetire { partition } => vec![format!(
+            "COMMENT ON TABLE {} IS {}",
+            ctx.child(partition),
+            literal(&format!(
+                "{DETACHED_MARK}{}: its retirement was abandoned when the spec changed",
+                ctx.table
+            ))
+        )],
     }
 }
 

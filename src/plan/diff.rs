@@ -38,6 +38,8 @@ pub struct Summary {
     /// Seconds from now to `covered_until` (time keys).
     pub covered_seconds_ahead: Option<i64>,
     pub default_rows: i64,
+    /// Ranges from now to the end of the premake window that no partition takes now.
+    pub holes: Vec<(KeyValue, KeyValue)>,
 }
 
 #[derive(Clone, Debug)]
@@ -46,8 +48,8 @@ pub struct Plan {
     pub actions: Vec<Action>,
     pub findings: Vec<Finding>,
     pub summary: Summary,
-    /// How many partitions the plan was made from: a cheap test of whether it went stale.
-    pub observed_partitions: usize,
+    /// The fingerprint of the partitions the plan was made from (see `db::observe`).
+    pub fingerprint: String,
 }
 
 fn finding(reason: &'static str, message: String) -> Finding {
@@ -241,7 +243,7 @@ pub fn plan(
         actions,
         findings,
         summary,
-        observed_partitions: table.partitions.len(),
+        fingerprint: table.fingerprint.clone(),
     })
 }
 
@@ -360,8 +362,95 @@ impl Grid<'_> {
     }
 }
 
+/// Where a grid slot starts: local wall time for time keys, the first key for integers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum SlotAt {
+    Time(NaiveDateTime),
+    Int(i64),
+}
+
+impl Grid<'_> {
+    /// The slot starting at `at`; `None` where it has no length (a local time a DST change
+    /// skips) or falls outside the key type.
+    fn slot_at(&self, interval: Interval, at: SlotAt) -> Option<RangeSlot> {
+        match (interval, at) {
+            (Interval::Time(step), SlotAt::Time(t)) => self.slot_from_time(&step, t),
+            (Interval::Integer(step), SlotAt::Int(v)) => self.slot_from_int(step, v),
+            _ => None,
+        }
+    }
+
+    /// The start of the slot after the one at `at`.
+    fn next(&self, interval: Interval, at: SlotAt) -> Option<SlotAt> {
+        match (interval, at) {
+            (Interval::Time(step), SlotAt::Time(t)) => Some(SlotAt::Time(step.shift(t, 1))),
+            (Interval::Integer(step), SlotAt::Int(v)) => v.checked_add(step).map(SlotAt::Int),
+            _ => None,
+        }
+    }
+
+    /// The slot start that `v` is, if it is one.
+    fn slot_start_at(&self, interval: Interval, v: KeyValue) -> Option<SlotAt> {
+        match (interval, v) {
+            (Interval::Time(step), KeyValue::Time(t)) => {
+                let l = self.local_of(t);
+                (step.floor(l) == l && self.time_value(l) == v).then_some(SlotAt::Time(l))
+            }
+            (Interval::Integer(step), KeyValue::Int(i)) => {
+                (i.rem_euclid(step) == 0).then_some(SlotAt::Int(i))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether [from, to) is exactly one grid slot.
+    fn is_slot(&self, interval: Interval, from: KeyValue, to: KeyValue) -> bool {
+        self.slot_start_at(interval, from)
+            .and_then(|at| self.slot_at(interval, at))
+            .is_some_and(|s| s.to == to)
+    }
+
+    /// The name of a partition that fills part of a slot: `<table>_bridge_<start>`, so a
+    /// person sees it is not on the grid, and where it begins.
+    fn bridge_name(&self, from: KeyValue) -> String {
+        let start = match from {
+            KeyValue::Time(t) => self.local_of(t).format("%Y%m%d%H%M").to_string(),
+            KeyValue::Int(i) => i.to_string(),
+            KeyValue::Min => "min".into(),
+            KeyValue::Max => "max".into(),
+        };
+        format!("{}_bridge_{start}", self.table)
+    }
+}
+
 fn floor_div(a: i64, b: i64) -> i64 {
     a.div_euclid(b) * b
+}
+
+/// The parts of [from, to) that none of `covered` (sorted by start) covers.
+pub fn uncovered(
+    from: KeyValue,
+    to: KeyValue,
+    covered: &[(KeyValue, KeyValue)],
+) -> Vec<(KeyValue, KeyValue)> {
+    let mut out = Vec::new();
+    let mut at = from;
+    for &(f, t) in covered {
+        if t <= at || f >= to {
+            continue;
+        }
+        if f > at {
+            out.push((at, f));
+        }
+        at = at.max(t);
+        if at >= to {
+            break;
+        }
+    }
+    if at < to {
+        out.push((at, to));
+    }
+    out
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -381,15 +470,58 @@ fn plan_range(
         kind,
         table: &table.name,
     };
-    let ranges: Vec<(&ObservedPartition, KeyValue, KeyValue)> = attached
+    // Attached range partitions, oldest first.
+    let mut ranges: Vec<(&ObservedPartition, KeyValue, KeyValue)> = attached
         .iter()
         .filter_map(|p| match p.bound {
             Bound::Range { from, to } => Some((*p, from, to)),
             _ => None,
         })
         .collect();
+    ranges.sort_by_key(|(_, f, _)| *f);
+    let spans: Vec<(KeyValue, KeyValue)> = ranges.iter().map(|(_, f, t)| (*f, *t)).collect();
     let repair = policy.on_rows == OnRows::Repair && table.default_rows.rows > 0;
-    let (dmin, dmax) = (table.default_rows.min_key, table.default_rows.max_key);
+
+    // "Now" on the key's axis, the slot holding it, and the last slot premake asks for.
+    let (now_key, current, horizon) = match r.interval {
+        Interval::Time(step) => {
+            let now_local = r.zone.to_local(now);
+            let current = step.floor(now_local);
+            (
+                grid.time_value(now_local),
+                SlotAt::Time(current),
+                SlotAt::Time(step.shift(current, r.premake as i64)),
+            )
+        }
+        Interval::Integer(step) => {
+            let max = table.max_key.unwrap_or(0);
+            let current = floor_div(max, step);
+            (
+                KeyValue::Int(max),
+                SlotAt::Int(current),
+                SlotAt::Int(current.saturating_add(step.saturating_mul(r.premake as i64))),
+            )
+        }
+    };
+    let first = match (&r.start_from, current) {
+        (None, c) => c,
+        (Some(s), SlotAt::Time(c)) => match r.interval {
+            Interval::Time(step) => SlotAt::Time(c.min(step.floor(parse_start_time(s)?))),
+            Interval::Integer(_) => unreachable!("time slots come from a time interval"),
+        },
+        (Some(s), SlotAt::Int(c)) => {
+            let v: i64 = s.trim().parse().map_err(|_| {
+                Error::invalid(
+                    "spec.range.startFrom",
+                    format!("{s:?}: the key is an integer, so startFrom must be an integer"),
+                )
+            })?;
+            match r.interval {
+                Interval::Integer(step) => SlotAt::Int(c.min(floor_div(v, step))),
+                Interval::Time(_) => unreachable!("integer slots come from an integer step"),
+            }
+        }
+    };
 
     // The retention cutoff: partitions whose whole range ends at or before it are retired,
     // and no slot that ends at or before it is created.
@@ -405,92 +537,14 @@ fn plan_range(
         _ => None,
     };
 
-    // "Now" on the key's axis: the slot that must exist and be followed by `premake` more.
-    let mut slots: Vec<RangeSlot> = Vec::new();
-    let now_key: KeyValue;
-    match r.interval {
-        Interval::Time(step) => {
-            let now_local = r.zone.to_local(now);
-            let current = step.floor(now_local);
-            now_key = grid.time_value(now_local);
-            let mut first = current;
-            if let Some(s) = &r.start_from {
-                let v = parse_start_time(s)?;
-                first = first.min(step.floor(v));
-            }
-            // Fill gaps back to the oldest partition this table already has on the grid.
-            for (_, from, _) in &ranges {
-                if let KeyValue::Time(t) = from {
-                    let l = grid.local_of(*t);
-                    if step.floor(l) == l {
-                        first = first.min(l);
-                    }
-                }
-            }
-            let last = step.shift(current, r.premake as i64);
-            let mut t = first;
-            while t <= last {
-                if slots.len() >= MAX_SLOTS {
-                    return Err(Error::invalid(
-                        "spec.range.startFrom",
-                        format!(
-                            "the policy would need more than {MAX_SLOTS} partitions: move startFrom later or use a longer interval"
-                        ),
-                    ));
-                }
-                if let Some(s) = grid.slot_from_time(&step, t) {
-                    slots.push(s);
-                }
-                t = step.shift(t, 1);
-            }
-        }
-        Interval::Integer(step) => {
-            let max = table.max_key.unwrap_or(0);
-            now_key = KeyValue::Int(max);
-            let current = floor_div(max, step);
-            let mut first = current;
-            if let Some(s) = &r.start_from {
-                let v: i64 = s.trim().parse().map_err(|_| {
-                    Error::invalid(
-                        "spec.range.startFrom",
-                        format!("{s:?}: the key is an integer, so startFrom must be an integer"),
-                    )
-                })?;
-                first = first.min(floor_div(v, step));
-            }
-            for (_, from, _) in &ranges {
-                if let KeyValue::Int(v) = from
-                    && floor_div(*v, step) == *v
-                {
-                    first = first.min(*v);
-                }
-            }
-            let last = current.saturating_add(step.saturating_mul(r.premake as i64));
-            let mut v = first;
-            while v <= last {
-                if slots.len() >= MAX_SLOTS {
-                    return Err(Error::invalid(
-                        "spec.range.startFrom",
-                        format!(
-                            "the policy would need more than {MAX_SLOTS} partitions: move startFrom later or use a larger step"
-                        ),
-                    ));
-                }
-                if let Some(s) = grid.slot_from_int(step, v) {
-                    slots.push(s);
-                }
-                let Some(next) = v.checked_add(step) else {
-                    break;
-                };
-                v = next;
-            }
-        }
-    }
     // Slots holding rows in the default partition. Without a scan of the default, its
     // oldest and newest keys stand for them (never the whole span between).
     let occupied: Vec<RangeSlot> = {
         let keys: Vec<KeyValue> = if table.default_slot_keys.is_empty() {
-            [dmin, dmax].into_iter().flatten().collect()
+            [table.default_rows.min_key, table.default_rows.max_key]
+                .into_iter()
+                .flatten()
+                .collect()
         } else {
             table.default_slot_keys.clone()
         };
@@ -502,32 +556,60 @@ fn plan_range(
         v.dedup_by_key(|s| s.from);
         v
     };
+
+    // The slots this pass must see to: the window from `first` to `horizon`, walked over
+    // what is missing only (a long run of existing partitions is stepped over whole, so the
+    // walk costs what is missing, not the table's history), and the occupied slots a
+    // repair makes a home for.
+    let mut slots: Vec<RangeSlot> = Vec::new();
+    let mut at = first;
+    while at <= horizon {
+        let Some(slot) = grid.slot_at(r.interval, at) else {
+            match grid.next(r.interval, at) {
+                Some(n) => {
+                    at = n;
+                    continue;
+                }
+                None => break,
+            }
+        };
+        // Step over existing partitions that start at this slot and end on the grid.
+        if let Some((_, _, to)) = ranges.iter().find(|(_, f, _)| *f == slot.from)
+            && let Some(end) = grid.slot_start_at(r.interval, *to)
+            && end > at
+        {
+            at = end;
+            continue;
+        }
+        if cutoff.is_none_or(|c| slot.to > c) {
+            slots.push(slot);
+        }
+        if slots.len() > MAX_SLOTS {
+            return Err(Error::invalid(
+                "spec.range.startFrom",
+                format!(
+                    "the policy would create more than {MAX_SLOTS} partitions in one pass: move startFrom later or use a longer interval"
+                ),
+            ));
+        }
+        match grid.next(r.interval, at) {
+            Some(n) => at = n,
+            None => break,
+        }
+    }
     if repair {
-        // Repair makes a home for every occupied slot, even outside the premake window.
         for o in occupied.iter().take(MAX_REPAIR_SLOTS) {
-            if !slots.iter().any(|s| s.from == o.from) {
+            if !slots.iter().any(|s| s.from == o.from) && cutoff.is_none_or(|c| o.to > c) {
                 slots.push(o.clone());
             }
         }
         slots.sort_by_key(|s| s.from);
     }
-    if let Some(c) = cutoff {
-        slots.retain(|s| s.to > c);
-    }
 
     // Names: over-long or duplicate names are errors, never truncation collisions.
     let mut names = std::collections::BTreeMap::new();
     for s in &slots {
-        if s.name.len() > MAX_IDENT_BYTES {
-            return Err(Error::invalid(
-                "spec.naming.template",
-                format!(
-                    "partition name {:?} is {} bytes, over PostgreSQL's 63: shorten the template or the table name",
-                    s.name,
-                    s.name.len()
-                ),
-            ));
-        }
+        check_name_length(s)?;
         if let Some(prev) = names.insert(s.name.clone(), s.from) {
             return Err(Error::invalid(
                 "spec.naming.template",
@@ -541,32 +623,45 @@ fn plan_range(
         }
     }
 
-    let mut repairs = 0;
-    for s in &slots {
-        if let Some((p, _, _)) = ranges.iter().find(|(_, f, t)| *f == s.from && *t == s.to) {
-            if !p.managed && policy.adopt_existing {
+    // Adopt: unmanaged partitions that are exactly one grid slot, wherever they are.
+    if policy.adopt_existing {
+        for (p, f, t) in &ranges {
+            if !p.managed && grid.is_slot(r.interval, *f, *t) {
                 actions.push(Action::Adopt {
                     partition: p.name.clone(),
                 });
             }
-            continue;
         }
-        if let Some((p, f, t)) = ranges.iter().find(|(_, f, t)| *f < s.to && s.from < *t) {
-            findings.push(finding(
-                "Overlap",
-                format!(
-                    "partition {} [{}, {}) overlaps the grid slot {} [{}, {}) without matching it; pgpart leaves it alone",
-                    p.name,
-                    display_key_value(*f, kind),
-                    display_key_value(*t, kind),
-                    s.name,
-                    display_key_value(s.from, kind),
-                    display_key_value(s.to, kind)
-                ),
-            ));
+    }
+
+    let mut repairs = 0;
+    for s in &slots {
+        if spans.iter().any(|(f, t)| *f == s.from && *t == s.to) {
             continue;
         }
         let holds_default_rows = occupied.iter().any(|o| o.from == s.from);
+        // A slot partly covered by partitions that are not on the grid (made by hand, or
+        // under another interval): bridge partitions of exactly the missing ranges.
+        let missing = uncovered(s.from, s.to, &spans);
+        if missing.is_empty() {
+            continue;
+        }
+        if missing != [(s.from, s.to)] {
+            for (from, to) in missing {
+                let bridge = RangeSlot {
+                    name: grid.bridge_name(from),
+                    from,
+                    to,
+                };
+                check_name_length(&bridge)?;
+                if holds_default_rows {
+                    findings.push(blocked(&bridge, kind));
+                } else {
+                    actions.push(Action::CreateRange { slot: bridge });
+                }
+            }
+            continue;
+        }
         if repair && holds_default_rows {
             if repairs < MAX_REPAIR_SLOTS {
                 repairs += 1;
@@ -574,19 +669,19 @@ fn plan_range(
             }
         } else if holds_default_rows {
             // Attaching would fail ("would be violated by some row"): report, touch nothing.
-            findings.push(finding(
-                "BlockedByDefaultRows",
-                format!(
-                    "{} for [{}, {}) can't be created while the default partition holds rows in that range; set spec.defaultPartition.onRows: Repair to move them",
-                    s.name,
-                    display_key_value(s.from, kind),
-                    display_key_value(s.to, kind)
-                ),
-            ));
+            findings.push(blocked(s, kind));
         } else {
             actions.push(Action::CreateRange { slot: s.clone() });
         }
     }
+    let creates: Vec<(KeyValue, KeyValue)> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::CreateRange { slot } | Action::Repair { slot } => Some((slot.from, slot.to)),
+            _ => None,
+        })
+        .collect();
+    let current_slot = grid.slot_at(r.interval, current);
 
     // With a large DEFAULT partition, guard it against the span from the current slot on,
     // so the attaches need no scan of it. Only from the current slot on: retention never
@@ -596,43 +691,30 @@ fn plan_range(
     if table
         .default_partition()
         .is_some_and(|d| d.estimated_rows >= GUARD_MIN_DEFAULT_ROWS)
-        && let Some(current) = slots.iter().find(|s| s.from <= now_key && now_key < s.to)
+        && let Some(current) = &current_slot
+        && creates.iter().any(|(f, _)| *f >= current.from)
     {
-        let creates_ahead = actions
-            .iter()
-            .any(|a| matches!(a, Action::CreateRange { slot } if slot.from >= current.from));
-        let retires = policy.retention.is_some();
-        if creates_ahead || retires {
-            let mut spans: Vec<(KeyValue, KeyValue)> =
-                ranges.iter().map(|(_, f, t)| (*f, *t)).collect();
-            spans.extend(actions.iter().filter_map(|a| match a {
-                Action::CreateRange { slot } => Some((slot.from, slot.to)),
-                _ => None,
-            }));
-            spans.sort();
-            let mut end: Option<KeyValue> = None;
-            for (f, t) in spans {
-                match end {
-                    None if f == current.from => end = Some(t),
-                    Some(e) if f == e => end = Some(t),
-                    _ => {}
-                }
+        let mut all = spans.clone();
+        all.extend(creates.iter().copied());
+        all.sort();
+        let mut end: Option<KeyValue> = None;
+        for (f, t) in all {
+            match end {
+                None if f == current.from => end = Some(t),
+                Some(e) if f == e => end = Some(t),
+                _ => {}
             }
-            if let Some(to) = end
-                && creates_ahead
-            {
-                actions.push(Action::GuardDefault {
-                    from: current.from,
-                    to,
-                });
-            }
+        }
+        if let Some(to) = end {
+            actions.push(Action::GuardDefault {
+                from: current.from,
+                to,
+            });
         }
     }
 
     // Gaps between existing partitions, before anything is created.
-    let mut sorted = ranges.clone();
-    sorted.sort_by_key(|(_, f, _)| *f);
-    for w in sorted.windows(2) {
+    for w in ranges.windows(2) {
         let (a, b) = (&w[0], &w[1]);
         if a.2 < b.1 {
             findings.push(finding(
@@ -648,25 +730,67 @@ fn plan_range(
         }
     }
 
-    // Finish retirements an earlier pass left between detach and drop/move.
+    // Holes: keys from now to the end of the premake window that no partition takes now,
+    // and those this plan would leave without one.
+    let horizon_end = grid
+        .slot_at(r.interval, horizon)
+        .map(|s| s.to)
+        .unwrap_or(KeyValue::Max);
+    summary.holes = uncovered(now_key, horizon_end, &spans);
+    let mut after = spans.clone();
+    after.extend(creates.iter().copied());
+    after.sort();
+    for (from, to) in uncovered(now_key, horizon_end, &after) {
+        findings.push(finding(
+            "Hole",
+            format!(
+                "no partition for [{}, {}), which is inside the premake window, and this pass can't make one",
+                display_key_value(from, kind),
+                display_key_value(to, kind)
+            ),
+        ));
+    }
+
+    // Retirements an earlier pass left between detach and drop/move: finished only as the
+    // spec asks now; a mark made under another spec is cleared, never acted on.
     for (name, comment) in &table.retiring {
-        if let Some((action, to_schema)) = super::action::parse_retiring_mark(&table.name, comment)
-        {
-            actions.push(Action::FinishRetire {
+        let Some((marked, marked_schema)) =
+            super::action::parse_retiring_mark(&table.name, comment)
+        else {
+            continue;
+        };
+        let asked = policy
+            .retention
+            .as_ref()
+            .filter(|ret| ret.action == marked && ret.schema == marked_schema);
+        match asked {
+            Some(_) => actions.push(Action::FinishRetire {
                 partition: name.clone(),
-                action,
-                to_schema,
-            });
+                action: marked,
+                to_schema: marked_schema,
+            }),
+            None => {
+                actions.push(Action::AbandonRetire {
+                    partition: name.clone(),
+                });
+                findings.push(finding(
+                    "RetirementAbandoned",
+                    format!(
+                        "{name} was detached to be retired ({}) under an earlier spec that no longer asks for it; pgpart leaves it as a detached table",
+                        comment.rsplit(": ").next().unwrap_or_default()
+                    ),
+                ));
+            }
         }
     }
 
     // Retention: only whole ranges older than the cutoff, only pgpart's own (or adopted).
     if let (Some(ret), Some(c)) = (&policy.retention, cutoff) {
-        let mut old: Vec<&(&ObservedPartition, KeyValue, KeyValue)> = sorted
+        let mut old: Vec<&(&ObservedPartition, KeyValue, KeyValue)> = ranges
             .iter()
-            .filter(|(p, _, to)| {
+            .filter(|(p, f, to)| {
                 *to <= c
-                    && (p.managed || (policy.adopt_existing && on_grid(&grid, *to, r.interval)))
+                    && (p.managed || (policy.adopt_existing && grid.is_slot(r.interval, *f, *to)))
             })
             .collect();
         old.truncate(ret.max_per_pass as usize);
@@ -677,9 +801,13 @@ fn plan_range(
                 to_schema: ret.schema.clone(),
             });
         }
-        let unmanaged_old = sorted
+        let unmanaged_old = ranges
             .iter()
-            .filter(|(p, _, to)| *to <= c && !p.managed && !policy.adopt_existing)
+            .filter(|(p, f, to)| {
+                *to <= c
+                    && !p.managed
+                    && !(policy.adopt_existing && grid.is_slot(r.interval, *f, *to))
+            })
             .count();
         if unmanaged_old > 0 {
             findings.push(finding(
@@ -690,15 +818,15 @@ fn plan_range(
     }
 
     // Summary of what exists now.
-    let managed: Vec<_> = sorted
+    let managed: Vec<_> = ranges
         .iter()
-        .filter(|(p, f, t)| p.managed || slots.iter().any(|s| s.from == *f && s.to == *t))
+        .filter(|(p, f, t)| p.managed || grid.is_slot(r.interval, *f, *t))
         .collect();
     summary.partitions = managed.len();
     summary.oldest = managed.first().map(|(p, _, _)| p.name.clone());
     summary.newest = managed.last().map(|(p, _, _)| p.name.clone());
     let mut covered: Option<KeyValue> = None;
-    for (_, f, t) in &sorted {
+    for (f, t) in &spans {
         match covered {
             None if *f <= now_key && now_key < *t => covered = Some(*t),
             Some(end) if *f == end => covered = Some(*t),
@@ -720,15 +848,30 @@ fn plan_range(
     Ok(())
 }
 
-fn on_grid(grid: &Grid, v: KeyValue, interval: Interval) -> bool {
-    match (v, interval) {
-        (KeyValue::Time(t), Interval::Time(step)) => {
-            let l = grid.local_of(t);
-            step.floor(l) == l
-        }
-        (KeyValue::Int(i), Interval::Integer(step)) => i.rem_euclid(step) == 0,
-        _ => false,
+fn check_name_length(s: &RangeSlot) -> Result<()> {
+    if s.name.len() > MAX_IDENT_BYTES {
+        return Err(Error::invalid(
+            "spec.naming.template",
+            format!(
+                "partition name {:?} is {} bytes, over PostgreSQL's 63: shorten the template or the table name",
+                s.name,
+                s.name.len()
+            ),
+        ));
     }
+    Ok(())
+}
+
+fn blocked(s: &RangeSlot, kind: KeyKind) -> Finding {
+    finding(
+        "BlockedByDefaultRows",
+        format!(
+            "{} for [{}, {}) can't be created while the default partition holds rows in that range; set spec.defaultPartition.onRows: Repair to move them",
+            s.name,
+            display_key_value(s.from, kind),
+            display_key_value(s.to, kind)
+        ),
+    )
 }
 
 /// `startFrom` for a time key: a date (`2025-01-01`) or a local date-time (`2025-01-01T06:00:00`).
@@ -763,4 +906,420 @@ pub fn slot_containing(
         table: &policy.table,
     };
     grid.slot_of(r.interval, key).map(|s| (s.from, s.to))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The planner's rules, on a simulated clock: the window is covered or a hole is
+    //! reported, nothing planned overlaps, the plan grows with the window (never with the
+    //! table's history), and retention takes only whole expired ranges pgpart made.
+
+    use super::super::action;
+    use super::super::model::Strategy as PartStrategy;
+    use super::{Action, Bound, KeyValue, ObservedPartition, ObservedTable, Plan, uncovered};
+    use crate::policy::{PartitionPolicySpec, ValidPolicy, validate};
+    use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Timelike, Utc};
+    use proptest::prelude::*;
+
+    fn policy(spec: &str) -> ValidPolicy {
+        let spec: PartitionPolicySpec =
+            serde_yaml::from_str(&format!("table: public.events\n{spec}")).expect("spec parses");
+        validate(&spec).expect("spec is valid")
+    }
+
+    fn t(y: i32, m: u32, d: u32) -> NaiveDateTime {
+        NaiveDate::from_ymd_opt(y, m, d)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+    }
+
+    fn at(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
+        (t(y, m, d) + Duration::hours(h as i64)).and_utc()
+    }
+
+    fn part(
+        name: &str,
+        from: NaiveDateTime,
+        to: NaiveDateTime,
+        managed: bool,
+    ) -> ObservedPartition {
+        ObservedPartition {
+            schema: "public".into(),
+            name: name.into(),
+            bound: Bound::Range {
+                from: KeyValue::Time(from),
+                to: KeyValue::Time(to),
+            },
+            managed,
+            detach_pending: false,
+            estimated_rows: 0,
+            bytes: 0,
+        }
+    }
+
+    /// `public.events`, timestamptz key `at`, with these partitions.
+    fn table(partitions: Vec<ObservedPartition>) -> ObservedTable {
+        ObservedTable {
+            schema: "public".into(),
+            name: "events".into(),
+            strategy: PartStrategy::Range,
+            key_columns: vec![Some("at".into())],
+            key_types: vec!["timestamp with time zone".into()],
+            partitions,
+            default_rows: Default::default(),
+            max_key: None,
+            default_slot_keys: vec![],
+            retiring: vec![],
+            fingerprint: String::new(),
+        }
+    }
+
+    fn creates(p: &Plan) -> Vec<(String, KeyValue, KeyValue)> {
+        p.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::CreateRange { slot } | Action::Repair { slot } => {
+                    Some((slot.name.clone(), slot.from, slot.to))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn reasons(p: &Plan) -> Vec<&'static str> {
+        p.findings.iter().map(|f| f.reason).collect()
+    }
+
+    fn kv(t: NaiveDateTime) -> KeyValue {
+        KeyValue::Time(t)
+    }
+
+    /// Monthly partitions made by pgpart, from `from` for `n` months.
+    fn monthly_parts(from: NaiveDateTime, n: u32) -> Vec<ObservedPartition> {
+        (0..n)
+            .map(|k| {
+                let s = from + chrono::Months::new(k);
+                part(
+                    &format!("events_p{}", s.format("%Y%m%d")),
+                    s,
+                    s + chrono::Months::new(1),
+                    true,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn long_history_costs_nothing_and_never_stalls() {
+        // 210 days of hourly partitions (5040): the day-210 stall of the first version.
+        let p = policy("range: {interval: 1 hour, premake: 24}");
+        let start = t(2026, 1, 1);
+        let parts: Vec<_> = (0..210 * 24)
+            .map(|h| {
+                let s = start + Duration::hours(h);
+                part(
+                    &format!("events_p{}", s.format("%Y%m%d%H")),
+                    s,
+                    s + Duration::hours(1),
+                    true,
+                )
+            })
+            .collect();
+        let now = (start + Duration::hours(210 * 24) - Duration::minutes(30)).and_utc();
+        let plan =
+            super::plan(&p, Some(&table(parts)), now).expect("no partition limit from history");
+        // The current hour exists; the 24 ahead of it do not (bar the first, which does not).
+        assert_eq!(creates(&plan).len(), 24, "{:?}", plan.actions);
+        assert!(
+            plan.summary
+                .holes
+                .iter()
+                .all(|(f, _)| *f >= kv(start + Duration::hours(210 * 24)))
+        );
+    }
+
+    #[test]
+    fn a_stray_old_partition_does_not_widen_the_window() {
+        let p = policy("range: {interval: 1 day, premake: 3}");
+        let stray = part("events_p19700101", t(1970, 1, 1), t(1970, 1, 2), true);
+        let plan = super::plan(&p, Some(&table(vec![stray])), at(2026, 11, 22, 10)).unwrap();
+        let c = creates(&plan);
+        assert_eq!(c.len(), 4, "today and 3 ahead only: {c:?}");
+        assert_eq!(c[0].1, kv(t(2026, 11, 22)));
+    }
+
+    #[test]
+    fn start_from_walks_only_what_is_missing() {
+        // Ten years of daily partitions from startFrom exist: nothing to do, no limit hit.
+        let p = policy("range: {interval: 1 day, premake: 2, startFrom: \"2017-01-01\"}");
+        let start = t(2017, 1, 1);
+        let days = (t(2027, 1, 4) - start).num_days();
+        let parts: Vec<_> = (0..days)
+            .map(|d| {
+                let s = start + Duration::days(d);
+                part(
+                    &format!("events_p{}", s.format("%Y%m%d")),
+                    s,
+                    s + Duration::days(1),
+                    true,
+                )
+            })
+            .collect();
+        let plan = super::plan(&p, Some(&table(parts)), at(2027, 1, 1, 10)).unwrap();
+        assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+        // Far too far back is refused, naming startFrom.
+        let p = policy("range: {interval: 1 hour, premake: 2, startFrom: \"1900-01-01\"}");
+        let e = super::plan(&p, Some(&table(vec![])), at(2027, 1, 1, 10)).unwrap_err();
+        assert!(e.to_string().contains("spec.range.startFrom"), "{e}");
+    }
+
+    #[test]
+    fn a_hand_made_partition_off_the_grid_is_bridged() {
+        // [2026-11-10, 2026-12-10) on a monthly policy: December's rest gets a bridge.
+        let p = policy("range: {interval: 1 month, premake: 2}");
+        let hand = part("events_hand", t(2026, 11, 10), t(2026, 12, 10), false);
+        let plan = super::plan(&p, Some(&table(vec![hand])), at(2026, 11, 22, 10)).unwrap();
+        let c = creates(&plan);
+        let bridges: Vec<_> = c.iter().filter(|(n, ..)| n.contains("_bridge_")).collect();
+        assert_eq!(
+            bridges,
+            [
+                &(
+                    "events_bridge_202611010000".to_string(),
+                    kv(t(2026, 11, 1)),
+                    kv(t(2026, 11, 10))
+                ),
+                &(
+                    "events_bridge_202612100000".to_string(),
+                    kv(t(2026, 12, 10)),
+                    kv(t(2027, 1, 1))
+                ),
+            ]
+        );
+        assert!(c.iter().any(|(n, ..)| n == "events_p20270101"), "{c:?}");
+        assert!(!reasons(&plan).contains(&"Hole"), "{:?}", plan.findings);
+    }
+
+    #[test]
+    fn interval_edits_leave_no_hole() {
+        // Monthly up to 2027-04-01, then the policy becomes weekly: [04-01, 04-05) bridged.
+        let p = policy("range: {interval: 1 week, premake: 6}");
+        let plan = super::plan(
+            &p,
+            Some(&table(monthly_parts(t(2027, 1, 1), 3))),
+            at(2027, 3, 10, 0),
+        )
+        .unwrap();
+        let c = creates(&plan);
+        assert!(
+            c.iter()
+                .any(|(_, f, to)| *f == kv(t(2027, 4, 1)) && *to == kv(t(2027, 4, 5))),
+            "{c:?}"
+        );
+        // Weekly up to 2027-05-31, back to monthly: [05-31, 06-01) bridged.
+        let p = policy("range: {interval: 1 month, premake: 2}");
+        let weeks: Vec<_> = (0..8)
+            .map(|k| {
+                let s = t(2027, 4, 5) + Duration::weeks(k);
+                part(&format!("events_w{k}"), s, s + Duration::weeks(1), true)
+            })
+            .collect();
+        let plan = super::plan(&p, Some(&table(weeks)), at(2027, 5, 20, 0)).unwrap();
+        let c = creates(&plan);
+        assert!(
+            c.iter()
+                .any(|(_, f, to)| *f == kv(t(2027, 5, 31)) && *to == kv(t(2027, 6, 1))),
+            "{c:?}"
+        );
+        assert!(c.iter().any(|(n, ..)| n == "events_p20270601"), "{c:?}");
+    }
+
+    #[test]
+    fn holes_are_counted_and_unfillable_ones_reported() {
+        let p = policy("range: {interval: 1 month, premake: 2}");
+        // This month exists, the next two do not: holes now, none left by the plan.
+        let plan_ = super::plan(
+            &p,
+            Some(&table(monthly_parts(t(2026, 11, 1), 1))),
+            at(2026, 11, 22, 0),
+        )
+        .unwrap();
+        assert_eq!(
+            plan_.summary.holes,
+            [(kv(t(2026, 12, 1)), kv(t(2027, 2, 1)))]
+        );
+        assert!(!reasons(&plan_).contains(&"Hole"));
+        // Rows in the default in December block its partition (Report): a Hole finding.
+        let mut tb = table(monthly_parts(t(2026, 11, 1), 1));
+        tb.partitions.push(ObservedPartition {
+            bound: Bound::Default,
+            ..part("events_default", t(2000, 1, 1), t(2000, 1, 2), true)
+        });
+        tb.default_rows.rows = 3;
+        tb.default_slot_keys = vec![kv(t(2026, 12, 5))];
+        let plan_ = super::plan(&p, Some(&tb), at(2026, 11, 22, 0)).unwrap();
+        assert!(reasons(&plan_).contains(&"BlockedByDefaultRows"));
+        assert!(reasons(&plan_).contains(&"Hole"), "{:?}", plan_.findings);
+    }
+
+    #[test]
+    fn a_stale_retiring_mark_is_never_acted_on() {
+        let mut tb = table(monthly_parts(t(2026, 11, 1), 3));
+        tb.retiring = vec![(
+            "events_p20240101".into(),
+            action::retiring_mark("events", crate::policy::RetentionAction::Drop, None),
+        )];
+        // The spec now says Detach: the mark from Drop is cleared, nothing is dropped.
+        let p = policy(
+            "range: {interval: 1 month, premake: 2}\nretention: {keep: 12 months, action: Detach}",
+        );
+        let plan_ = super::plan(&p, Some(&tb), at(2026, 11, 22, 0)).unwrap();
+        assert!(
+            plan_
+                .actions
+                .iter()
+                .all(|a| !matches!(a, Action::FinishRetire { .. })),
+            "{:?}",
+            plan_.actions
+        );
+        assert!(plan_.actions.contains(&Action::AbandonRetire {
+            partition: "events_p20240101".into()
+        }));
+        // No retention at all: the same.
+        let p = policy("range: {interval: 1 month, premake: 2}");
+        let plan_ = super::plan(&p, Some(&tb), at(2026, 11, 22, 0)).unwrap();
+        assert!(plan_.actions.contains(&Action::AbandonRetire {
+            partition: "events_p20240101".into()
+        }));
+        // The spec still says Drop: the drop is finished.
+        let p = policy(
+            "range: {interval: 1 month, premake: 2}\nretention: {keep: 12 months, action: Drop}",
+        );
+        let plan_ = super::plan(&p, Some(&tb), at(2026, 11, 22, 0)).unwrap();
+        assert!(plan_.actions.iter().any(|a| matches!(a, Action::FinishRetire { partition, .. } if partition == "events_p20240101")));
+    }
+
+    #[test]
+    fn adoption_needs_both_ends_on_the_grid() {
+        let p = policy("range: {interval: 1 month, premake: 1}\nadoptExisting: true");
+        let tb = table(vec![
+            part("events_exact", t(2026, 10, 1), t(2026, 11, 1), false),
+            part("events_half", t(2026, 9, 15), t(2026, 10, 1), false),
+        ]);
+        let plan_ = super::plan(&p, Some(&tb), at(2026, 11, 22, 0)).unwrap();
+        let adopted: Vec<_> = plan_
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Adopt { partition } => Some(partition.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(adopted, ["events_exact"]);
+    }
+
+    #[test]
+    fn uncovered_is_the_difference() {
+        let (a, b, c, d) = (
+            KeyValue::Int(0),
+            KeyValue::Int(10),
+            KeyValue::Int(20),
+            KeyValue::Int(30),
+        );
+        assert_eq!(uncovered(a, d, &[]), [(a, d)]);
+        assert_eq!(uncovered(a, d, &[(b, c)]), [(a, b), (c, d)]);
+        assert_eq!(uncovered(a, d, &[(a, b), (b, d)]), []);
+        assert_eq!(uncovered(b, c, &[(a, d)]), []);
+    }
+
+    /// A random table: monthly partitions from a random start for a random length (some
+    /// removed to leave gaps), plus a few off-grid ones that do not overlap the rest.
+    fn any_table() -> impl proptest::strategy::Strategy<Value = (ObservedTable, DateTime<Utc>)> {
+        (
+            0u32..48,
+            1u32..40,
+            proptest::collection::vec(any::<bool>(), 40),
+            proptest::collection::vec((0i64..2000, 1i64..60), 0..4),
+            0i64..(4 * 365 * 24),
+            proptest::collection::vec(any::<bool>(), 40),
+        )
+            .prop_map(|(start, n, keep, extra, hours, managed)| {
+                let first = t(2024, 1, 1) + chrono::Months::new(start);
+                let mut parts: Vec<ObservedPartition> = monthly_parts(first, n)
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(i, _)| keep[*i % keep.len()])
+                    .map(|(i, mut p)| {
+                        p.managed = managed[i % managed.len()];
+                        p
+                    })
+                    .collect();
+                for (i, (off_days, len_days)) in extra.into_iter().enumerate() {
+                    let f = t(2024, 1, 1) + Duration::days(off_days) + Duration::hours(7);
+                    let to = f + Duration::days(len_days);
+                    let overlaps = parts.iter().any(|p| match p.bound {
+                        Bound::Range {
+                            from: KeyValue::Time(a),
+                            to: KeyValue::Time(b),
+                        } => a < to && f < b,
+                        _ => false,
+                    });
+                    if !overlaps {
+                        parts.push(part(&format!("events_x{i}"), f, to, false));
+                    }
+                }
+                let now = (t(2024, 1, 1) + Duration::hours(hours)).and_utc();
+                (table(parts), now)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn window_covered_nothing_overlaps_retention_takes_only_what_it_may(
+            (tb, now) in any_table(),
+            premake in 1u32..8,
+            keep in 1u32..24,
+            adopt in any::<bool>(),
+        ) {
+            let p = policy(&format!(
+                "range: {{interval: 1 month, premake: {premake}}}\nretention: {{keep: {keep} months, action: Drop, maxPerPass: 100}}\nadoptExisting: {adopt}"
+            ));
+            let plan_ = super::plan(&p, Some(&tb), now).unwrap();
+            let existing: Vec<(KeyValue, KeyValue)> = tb.partitions.iter().filter_map(|p| match p.bound {
+                Bound::Range { from, to } => Some((from, to)),
+                _ => None,
+            }).collect();
+            let new = creates(&plan_);
+            // Nothing planned overlaps what exists or another planned partition.
+            let mut all = existing.clone();
+            all.extend(new.iter().map(|(_, f, t)| (*f, *t)));
+            all.sort();
+            for w in all.windows(2) {
+                prop_assert!(w[0].1 <= w[1].0, "overlap {:?} / {:?}: {:?}", w[0], w[1], plan_.actions);
+            }
+            // After the plan, now .. the end of the premake window is covered.
+            let now_local = now.naive_utc();
+            let horizon = t(now_local.year(), now_local.month(), 1) + chrono::Months::new(premake + 1);
+            prop_assert!(
+                uncovered(kv(now_local), kv(horizon), &all).is_empty(),
+                "hole after the plan: {:?}\nexisting {:?}\nplanned {:?}", uncovered(kv(now_local), kv(horizon), &all), existing, new
+            );
+            // The plan is the size of the window, whatever the history.
+            prop_assert!(new.len() <= 2 * (premake as usize + 1), "{new:?}");
+            // Retention: whole ranges before the cutoff, pgpart's own or adopted grid slots.
+            let cutoff = kv((now - chrono::Months::new(keep)).naive_utc());
+            for a in &plan_.actions {
+                if let Action::Retire { partition, .. } = a {
+                    let p = tb.partitions.iter().find(|p| &p.name == partition).unwrap();
+                    let Bound::Range { from, to } = p.bound else { panic!() };
+                    prop_assert!(to <= cutoff, "{partition} ends after the cutoff");
+                    let on_grid = matches!((from, to), (KeyValue::Time(f), KeyValue::Time(t)) if f.day() == 1 && f.hour() == 0 && t == f + chrono::Months::new(1));
+                    prop_assert!(p.managed || (adopt && on_grid), "{partition} is not pgpart's");
+                }
+            }
+        }
+    }
 }

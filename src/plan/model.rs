@@ -129,6 +129,9 @@ pub struct ObservedTable {
     pub default_slot_keys: Vec<KeyValue>,
     /// Detached tables of this schema still marked as being retired: (name, comment).
     pub retiring: Vec<(String, String)>,
+    /// A digest of the partitions as observed: a plan made from it is stale once the
+    /// table's fingerprint differs.
+    pub fingerprint: String,
 }
 
 impl ObservedTable {
