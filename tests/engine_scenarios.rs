@@ -1890,3 +1890,74 @@ async fn stray_rows_in_default_do_not_block_premake(server: &Server) {
     assert_eq!(cli::count(c, "public.orders_default").await, 2);
     db.drop_db().await;
 }
+
+/// `apply --output json`: one document per table with what was done, and a hole left by
+/// rows in the default (Report) is an error: exit 1, reason MissingPartition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_json_reports_each_table_and_a_hole_is_an_error() {
+    let db = TestDb::create(&crate::support::pg::server(17)).await;
+    let c = &db.client;
+    sql(
+        c,
+        "CREATE TABLE public.a (at timestamptz NOT NULL) PARTITION BY RANGE (at);
+         CREATE TABLE public.b (at timestamptz NOT NULL) PARTITION BY RANGE (at);
+         CREATE TABLE public.b_default PARTITION OF public.b DEFAULT;
+         INSERT INTO public.b VALUES ('2026-12-05 00:00:00+00');",
+    )
+    .await;
+    let policies = policy_docs(&[
+        policy_doc(
+            "a",
+            "table: public.a\nrange: {interval: 1 month, premake: 1}",
+        ),
+        policy_doc(
+            "b",
+            "table: public.b\nrange: {interval: 1 month, premake: 1}",
+        ),
+    ]);
+    let file = cli::PolicyFile::new(&policies);
+    let run = cli::pgpart(&[
+        "apply",
+        "--policy",
+        file.path_str(),
+        "--database-url",
+        &db.url,
+        "--now",
+        "2026-11-22T10:00:00Z",
+        "--output",
+        "json",
+    ])
+    .await;
+    run.expect_code(1, "December of b is blocked by a row in its default");
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("apply --output json: {e}\n{}", run.both()));
+    let a = plan_for(&doc, "public.a");
+    let created: Vec<&str> = a["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["ok"] == true)
+        .map(|x| x["partition"].as_str().unwrap())
+        .collect();
+    assert_eq!(created, ["a_p20261101", "a_p20261201"], "{doc:#}");
+    assert_eq!(a["error"], serde_json::Value::Null, "{doc:#}");
+    assert_eq!(
+        a["summary"]["coveredUntil"], "2027-01-01T00:00:00Z",
+        "{doc:#}"
+    );
+    let b = plan_for(&doc, "public.b");
+    assert_eq!(b["error"]["reason"], "MissingPartition", "{doc:#}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("[2026-12-01T00:00:00Z, 2027-01-01T00:00:00Z)"),
+        "{doc:#}"
+    );
+    assert_eq!(
+        b["summary"]["holes"],
+        serde_json::json!(["[2026-12-01T00:00:00Z, 2027-01-01T00:00:00Z)"]),
+        "{doc:#}"
+    );
+    db.drop_db().await;
+}

@@ -9,7 +9,16 @@ use support::pg::{TestDb, server};
 #[tokio::test]
 async fn imported_policies_adopt_what_pg_partman_made() {
     let db = TestDb::create(&server(15)).await;
+    // pg_partman's sessions run in the database's zone; the imported policies must say so.
     db.client
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET TimeZone = 'Europe/Berlin'",
+            support::pg::quote_ident(&db.name)
+        ))
+        .await
+        .unwrap();
+    let client = support::pg::connect(&db.url).await;
+    client
         .batch_execute(
             "CREATE SCHEMA partman; CREATE EXTENSION pg_partman SCHEMA partman;
              CREATE TABLE public.hb (id bigint, ts timestamptz NOT NULL) PARTITION BY RANGE (ts);
@@ -46,6 +55,10 @@ async fn imported_policies_adopt_what_pg_partman_made() {
         "pg_partman's names are kept: {yaml}"
     );
     assert!(yaml.contains("name: billing-db"), "{yaml}");
+    assert!(
+        yaml.contains("timeZone: Europe/Berlin"),
+        "the database's zone, not the UTC pgpart sets for itself: {yaml}"
+    );
 
     // The output is a valid policy file; pg_partman's partitions satisfy the grid, so
     // nothing is created over them — they are adopted — and the default is kept.

@@ -73,8 +73,13 @@ pub async fn import(url: &str, secret: &str) -> Result<()> {
         .map(|r| r.get(0));
     let schema = schema
         .ok_or_else(|| Error::Input("pg_partman is not installed in this database".into()))?;
+    // The zone pg_partman's maintenance runs in: the sessions' default (server, database or
+    // role setting), not the UTC this session was set to.
     let zone: String = client
-        .query_one("SELECT current_setting('TimeZone')", &[])
+        .query_one(
+            "SELECT reset_val FROM pg_settings WHERE name = 'TimeZone'",
+            &[],
+        )
         .await?
         .get(0);
     // The schema name is a catalog value, still quoted like any identifier.

@@ -59,6 +59,9 @@ enum Command {
     Apply {
         #[command(flatten)]
         args: RunArgs,
+        /// text: each action as it completes; json: one document per table at the end.
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
     },
     /// Partitions with bounds, size, estimated rows, rows in default, gaps.
     Status {
@@ -90,7 +93,7 @@ pub async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Controller(args) => crate::controller::run(args).await,
         Command::Plan { args, output } => run::run(args, false, output).await,
-        Command::Apply { args } => run::run(args, true, Output::Text).await,
+        Command::Apply { args, output } => run::run(args, true, output).await,
         Command::Status {
             database_url,
             table,

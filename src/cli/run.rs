@@ -74,7 +74,7 @@ pub async fn run(args: RunArgs, apply: bool, output: Output) -> Result<()> {
                     server_version_num: observed.server_version_num,
                     db_now: args.now.is_none().then_some(observed.db_now),
                 };
-                apply_all(&target, planned, &first, args.connections, now).await
+                apply_all(&target, planned, &first, args.connections, now, output).await
             } else {
                 print_plans(&planned, observed.server_version_num, output);
                 Ok(())
@@ -107,6 +107,18 @@ fn prefix(policy: &str, e: Error) -> Error {
     }
 }
 
+fn summary_json(plan: &Plan) -> serde_json::Value {
+    let s = &plan.summary;
+    json!({
+        "partitions": s.partitions,
+        "oldest": s.oldest,
+        "newest": s.newest,
+        "coveredUntil": s.covered_until,
+        "defaultPartitionRows": s.default_rows,
+        "holes": s.holes.iter().map(|(f, t)| format!("[{}, {})", plan.ctx.show(*f), plan.ctx.show(*t))).collect::<Vec<_>>(),
+    })
+}
+
 fn print_plans(planned: &[Planned], version: i32, output: Output) {
     match output {
         Output::Json => {
@@ -124,13 +136,7 @@ fn print_plans(planned: &[Planned], version: i32, output: Output) {
                             "sql": action::statements(a, &p.plan.ctx, concurrent),
                         })).collect::<Vec<_>>(),
                         "findings": p.plan.findings.iter().map(|f| json!({"reason": f.reason, "message": f.message})).collect::<Vec<_>>(),
-                        "summary": {
-                            "partitions": p.plan.summary.partitions,
-                            "oldest": p.plan.summary.oldest,
-                            "newest": p.plan.summary.newest,
-                            "coveredUntil": p.plan.summary.covered_until,
-                            "defaultPartitionRows": p.plan.summary.default_rows,
-                        },
+                        "summary": summary_json(&p.plan),
                     })
                 })
                 .collect();
@@ -172,6 +178,7 @@ async fn apply_all(
     observed: &Observed,
     connections: u16,
     now: chrono::DateTime<Utc>,
+    output: Output,
 ) -> Result<()> {
     // Tables with nothing to do need no session of their own: no more workers than work.
     let busy = planned
@@ -180,17 +187,24 @@ async fn apply_all(
         .count();
     let queue = Arc::new(Mutex::new(VecDeque::from(planned)));
     let workers = (connections as usize).min(busy).max(1);
+    let documents = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
     for _ in 0..workers {
         let queue = queue.clone();
         let target = target.clone();
         let observed = *observed;
+        let documents = documents.clone();
         tasks.push(tokio::spawn(async move {
             let mut client = target.connect().await?;
             let mut failures = 0usize;
             while let Some(job) = next_job(&queue) {
-                match apply_one(&mut client, job, observed, now).await {
-                    Ok(f) => failures += f,
+                match apply_one(&mut client, job, observed, now, output).await {
+                    Ok((f, doc)) => {
+                        failures += f;
+                        if let (Some(doc), Ok(mut docs)) = (doc, documents.lock()) {
+                            docs.push(doc);
+                        }
+                    }
                     Err(e) => {
                         eprintln!("error: {e}");
                         failures += 1;
@@ -208,6 +222,14 @@ async fn apply_all(
             Ok(Err(e)) => first_error = Some(e),
             Err(e) => first_error = Some(Error::Database(format!("worker failed: {e}"))),
         }
+    }
+    if output == Output::Json {
+        let mut docs = documents.lock().map(|d| d.clone()).unwrap_or_default();
+        docs.sort_by(|a, b| a["table"].as_str().cmp(&b["table"].as_str()));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&docs).unwrap_or_default()
+        );
     }
     if let Some(e) = first_error {
         return Err(e);
@@ -233,36 +255,43 @@ fn next_job(queue: &Mutex<VecDeque<Planned>>) -> Option<Planned> {
     queue.lock().ok()?.pop_front()
 }
 
-/// One table's pass through the engine, printed as it goes. Returns 1 when the table did
-/// not reach its policy (an action failed, or a hole is left), else 0.
+/// One table's pass through the engine, printed as it goes (text) or returned as one
+/// document (json). Counts 1 when the table did not reach its policy (an action failed,
+/// or a hole is left), else 0.
 async fn apply_one(
     client: &mut tokio_postgres::Client,
     job: Planned,
     observed: Observed,
     now: chrono::DateTime<Utc>,
-) -> Result<usize> {
+    output: Output,
+) -> Result<(usize, Option<serde_json::Value>)> {
+    let text = output == Output::Text;
     let Planned {
         policy_name,
         policy,
         plan,
     } = job;
     let table = format!("{}.{}", policy.schema, policy.table);
-    for f in &plan.findings {
-        println!("{table}: ! {}: {}", f.reason, f.message);
-    }
     let n = plan.actions.len();
-    if n == 0 {
-        println!("{table}: nothing to do");
-    } else if policy.suspend || policy.dry_run {
-        // The same contract as in a cluster: observe and report, change nothing.
-        let why = if policy.suspend {
-            "suspended"
-        } else {
-            "dry run"
-        };
-        println!("{table}: {why}, {n} actions pending (see pgpart plan)");
+    if text {
+        // Findings first, then what is (not) done about the table.
+        for f in &plan.findings {
+            println!("{table}: ! {}: {}", f.reason, f.message);
+        }
+        if n == 0 {
+            println!("{table}: nothing to do");
+        } else if policy.suspend || policy.dry_run {
+            // The same contract as in a cluster: observe and report, change nothing.
+            let why = if policy.suspend {
+                "suspended"
+            } else {
+                "dry run"
+            };
+            println!("{table}: {why}, {n} actions pending (see pgpart plan)");
+        }
     }
     let mut print = |o: &Outcome| match &o.result {
+        _ if !text => {}
         Ok(()) if o.rows > 0 => println!("{table}: {} ({} rows moved)", o.description, o.rows),
         Ok(()) => println!("{table}: {}", o.description),
         Err(e) => println!(
@@ -276,17 +305,35 @@ async fn apply_one(
         db_now: observed.db_now,
     };
     let report = engine::pass(client, &policy, start, now, &mut print).await?;
+    let failed = usize::from(report.error.is_some());
+    if !text {
+        let doc = json!({
+            "policy": policy_name,
+            "table": table,
+            "actions": report.outcomes.iter().map(|o| json!({
+                "kind": o.action.kind(),
+                "partition": o.action.partition(),
+                "description": o.description,
+                "ok": o.result.is_ok(),
+                "error": o.result.as_ref().err().map(|e| e.to_string()),
+                "rowsMoved": o.rows,
+            })).collect::<Vec<_>>(),
+            "anotherRunDidIt": report.replanned && report.outcomes.is_empty(),
+            "findings": report.plan.findings.iter().map(|f| json!({"reason": f.reason, "message": f.message})).collect::<Vec<_>>(),
+            "pending": report.pending(),
+            "summary": summary_json(&report.plan),
+            "error": report.error.as_ref().map(|e| json!({"reason": e.reason(), "message": e.to_string()})),
+        });
+        return Ok((failed, Some(doc)));
+    }
     if report.replanned && report.outcomes.is_empty() {
         println!("{table}: another pgpart run changed it meanwhile; nothing left to do");
     }
-    let failed_actions = report.outcomes.iter().any(|o| o.result.is_err());
-    match &report.error {
-        // A failed action was printed as it happened.
-        Some(_) if failed_actions => Ok(1),
-        Some(e) => {
-            println!("{table}: FAILED {e} (policy {policy_name})");
-            Ok(1)
-        }
-        None => Ok(0),
+    // A failed action was printed as it happened; a hole is printed here.
+    if let Some(e) = &report.error
+        && report.outcomes.iter().all(|o| o.result.is_ok())
+    {
+        println!("{table}: FAILED {e} (policy {policy_name})");
     }
+    Ok((failed, None))
 }

@@ -31,6 +31,7 @@ pub use validate::{ValidPolicy, validate};
 )]
 #[x_kube(validation = Rule::new("[has(self.range), has(self.list), has(self.hash)].filter(x, x).size() == 1").message("exactly one of spec.range, spec.list or spec.hash must be set, matching how the table is partitioned"))]
 #[x_kube(validation = Rule::new("!has(self.retention) || has(self.range)").message("spec.retention needs spec.range: list and hash partitions are never retired"))]
+#[x_kube(validation = Rule::new("!has(self.hash) || !has(self.defaultPartition) || !has(self.defaultPartition.create) || !self.defaultPartition.create").message("spec.defaultPartition.create: a hash-partitioned table can't have a DEFAULT partition; remove spec.defaultPartition"))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PartitionPolicySpec {
     /// Where the table lives. Required in a cluster; the CLI's `--database-url` replaces it.

@@ -299,6 +299,12 @@ pub fn validate(spec: &PartitionPolicySpec) -> Result<ValidPolicy> {
         None => DEFAULT_EVERY,
     };
     let dp = spec.default_partition.clone().unwrap_or_default();
+    if dp.create && matches!(kind, Kind::Hash { .. }) {
+        return Err(Error::invalid(
+            "spec.defaultPartition.create",
+            "a hash-partitioned table can't have a DEFAULT partition (every row has a remainder): remove spec.defaultPartition",
+        ));
+    }
     if dp.on_rows == OnRows::Repair && !matches!(kind, Kind::Range(_)) {
         return Err(Error::invalid(
             "spec.defaultPartition.onRows",
