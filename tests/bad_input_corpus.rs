@@ -184,7 +184,7 @@ async fn apiserver_refuses_or_controller_stalls_every_corpus_case() {
     let (mut refused, mut accepted) = (0, 0);
     for case in corpus() {
         let mut doc: serde_json::Value =
-            serde_yaml::from_str(&case.yaml).expect("corpus file is YAML");
+            serde_yaml_ng::from_str(&case.yaml).expect("corpus file is YAML");
         if doc["spec"].is_object() {
             doc["spec"]["database"] = serde_json::json!({ "secretRef": { "name": "db" } });
         }

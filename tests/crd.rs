@@ -51,7 +51,7 @@ fn crds_dir_holds_what_pgpart_crd_prints() {
 #[test]
 fn printed_crd_is_the_partitionpolicy_crd() {
     let crd: CustomResourceDefinition =
-        serde_yaml::from_str(&pgpart_crd()).expect("pgpart crd prints a CustomResourceDefinition");
+        serde_yaml_ng::from_str(&pgpart_crd()).expect("pgpart crd prints a CustomResourceDefinition");
     assert_eq!(crd.metadata.name.as_deref(), Some(CRD_NAME));
     assert_eq!(crd.spec.group, "pgpart.io");
     assert_eq!(crd.spec.names.kind, "PartitionPolicy");
@@ -106,7 +106,7 @@ async fn crd_applies_to_the_apiserver_and_is_established() {
     // The file in crds/ (what users apply) is accepted as well: a server-side dry run.
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(CRD_FILE);
     let from_file: serde_json::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&path).expect("read CRD file"))
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&path).expect("read CRD file"))
             .expect("CRD file is YAML");
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     api.patch(

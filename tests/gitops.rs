@@ -39,7 +39,7 @@ fn read(rel: &str) -> String {
 fn yaml_docs(rel: &str) -> Vec<Value> {
     let text = read(rel);
     let mut docs = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(&text) {
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
         let v: Value = serde::Deserialize::deserialize(doc)
             .unwrap_or_else(|e| panic!("{rel} is not valid YAML: {e}"));
         if !v.is_null() {

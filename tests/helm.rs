@@ -22,7 +22,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use pgpart::policy::PartitionPolicy;
 use serde_json::json;
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 use support::controller::{self as ctl, PGPART, WAIT, apply, uri_secret};
 use support::helm::{
     self, Release, SaController, controller_args, controller_container, one, release_name,
@@ -454,7 +454,7 @@ fn monitoring_templates_render_a_service_monitor_and_the_three_alerts() {
         "{errors}"
     );
     // Prometheus templates reach Prometheus unexpanded.
-    let text = serde_yaml::to_string(rule).unwrap();
+    let text = serde_yaml_ng::to_string(rule).unwrap();
     assert!(text.contains("{{ $labels.namespace }}"), "{text}");
 }
 
@@ -512,7 +512,7 @@ fn crd_template_is_the_generated_crd_plus_helm_metadata() {
     );
 
     // As data: the same object once the chart's labels and annotations are taken away.
-    let mut chart: Value = serde_yaml::from_str(body).expect("rendered CRD is YAML");
+    let mut chart: Value = serde_yaml_ng::from_str(body).expect("rendered CRD is YAML");
     let meta = chart["metadata"].as_mapping_mut().unwrap();
     let annotations = meta.remove("annotations").expect("annotations");
     assert_eq!(
@@ -524,7 +524,7 @@ fn crd_template_is_the_generated_crd_plus_helm_metadata() {
         labels["app.kubernetes.io/managed-by"].as_str(),
         Some("Helm")
     );
-    let generated: Value = serde_yaml::from_str(&printed).unwrap();
+    let generated: Value = serde_yaml_ng::from_str(&printed).unwrap();
     assert_eq!(chart, generated, "the chart's CRD is not the generated one");
 
     // crds.keep=false: no keep policy; crds.install=false: no CRD at all.

@@ -167,7 +167,7 @@ pub async fn import(url: &str, secret: &str) -> Result<()> {
         println!("---");
         print!(
             "{}",
-            serde_yaml::to_string(&policy).map_err(|e| Error::Input(e.to_string()))?
+            serde_yaml_ng::to_string(&policy).map_err(|e| Error::Input(e.to_string()))?
         );
     }
     Ok(())

@@ -923,7 +923,7 @@ mod tests {
 
     fn policy(spec: &str) -> ValidPolicy {
         let spec: PartitionPolicySpec =
-            serde_yaml::from_str(&format!("table: public.events\n{spec}")).expect("spec parses");
+            serde_yaml_ng::from_str(&format!("table: public.events\n{spec}")).expect("spec parses");
         validate(&spec).expect("spec is valid")
     }
 

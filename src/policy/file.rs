@@ -7,8 +7,8 @@ use crate::error::{Error, Result};
 
 pub fn parse_documents(text: &str, origin: &str) -> Result<Vec<PartitionPolicy>> {
     let mut out = Vec::new();
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = serde_yaml::Value::deserialize(doc)
+    for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let value = serde_yaml_ng::Value::deserialize(doc)
             .map_err(|e| Error::Input(format!("{origin}: document {}: {e}", i + 1)))?;
         if value.is_null() {
             continue;

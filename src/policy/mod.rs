@@ -231,5 +231,5 @@ pub struct PartitionPolicyStatus {
 /// The CRD as `crds/` holds it.
 pub fn crd_yaml() -> String {
     use kube::CustomResourceExt;
-    serde_yaml::to_string(&PartitionPolicy::crd()).expect("the CRD serializes")
+    serde_yaml_ng::to_string(&PartitionPolicy::crd()).expect("the CRD serializes")
 }

@@ -477,7 +477,7 @@ where
         if Instant::now() > deadline {
             let shown = last
                 .as_ref()
-                .map(|o| serde_yaml::to_string(o).unwrap_or_else(|_| format!("{o:?}")))
+                .map(|o| serde_yaml_ng::to_string(o).unwrap_or_else(|_| format!("{o:?}")))
                 .unwrap_or(last_err);
             panic!("timed out after {timeout:?} waiting for {what} ({name}); last seen:\n{shown}");
         }

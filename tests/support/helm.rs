@@ -22,7 +22,7 @@ use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Client;
 use kube::api::{Api, PostParams};
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use super::controller::{PGPART, POLL, WAIT, free_port, http_get};
 use super::kube::kubeconfig_path;
@@ -137,7 +137,7 @@ pub fn template(release: &str, ns: &str, sets: &[&str]) -> Vec<Value> {
 
 /// The non-empty YAML documents of a multi-document string.
 pub fn docs(yaml: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(yaml)
+    serde_yaml_ng::Deserializer::from_str(yaml)
         .map(|d| {
             serde::Deserialize::deserialize(d)
                 .unwrap_or_else(|e| panic!("helm output is not YAML: {e}\n{yaml}"))
@@ -315,7 +315,7 @@ pub async fn service_account_token(client: &Client, ns: &str, sa: &str) -> Strin
 /// user that has only `token` (mode 0600).
 pub fn token_kubeconfig(token: &str, path: &Path) -> PathBuf {
     let admin = std::fs::read_to_string(kubeconfig_path()).expect("read admin kubeconfig");
-    let mut cfg: Value = serde_yaml::from_str(&admin).expect("admin kubeconfig is YAML");
+    let mut cfg: Value = serde_yaml_ng::from_str(&admin).expect("admin kubeconfig is YAML");
     let current = cfg["current-context"]
         .as_str()
         .expect("admin kubeconfig has current-context")
@@ -337,7 +337,7 @@ pub fn token_kubeconfig(token: &str, path: &Path) -> PathBuf {
         })
         .unwrap_or_else(|| panic!("cluster {cluster_name} not in the admin kubeconfig"))
         .clone();
-    cfg = serde_yaml::from_str(&format!(
+    cfg = serde_yaml_ng::from_str(&format!(
         "apiVersion: v1\nkind: Config\ncurrent-context: sa\n\
          contexts: [{{name: sa, context: {{cluster: {cluster_name}, user: sa}}}}]\n\
          users: [{{name: sa, user: {{}}}}]\n"
@@ -345,7 +345,7 @@ pub fn token_kubeconfig(token: &str, path: &Path) -> PathBuf {
     .expect("kubeconfig skeleton");
     cfg["clusters"] = Value::Sequence(vec![cluster]);
     cfg["users"][0]["user"]["token"] = Value::String(token.to_owned());
-    let text = serde_yaml::to_string(&cfg).expect("serialize kubeconfig");
+    let text = serde_yaml_ng::to_string(&cfg).expect("serialize kubeconfig");
     {
         use std::io::Write;
         #[cfg(unix)]
