@@ -50,8 +50,8 @@ fn crds_dir_holds_what_pgpart_crd_prints() {
 
 #[test]
 fn printed_crd_is_the_partitionpolicy_crd() {
-    let crd: CustomResourceDefinition =
-        serde_yaml_ng::from_str(&pgpart_crd()).expect("pgpart crd prints a CustomResourceDefinition");
+    let crd: CustomResourceDefinition = serde_yaml_ng::from_str(&pgpart_crd())
+        .expect("pgpart crd prints a CustomResourceDefinition");
     assert_eq!(crd.metadata.name.as_deref(), Some(CRD_NAME));
     assert_eq!(crd.spec.group, "pgpart.io");
     assert_eq!(crd.spec.names.kind, "PartitionPolicy");
