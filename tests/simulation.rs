@@ -394,6 +394,22 @@ impl Sim {
         }
     }
 
+    /// `pgpart apply` of `file` at `now`.
+    fn apply_args(&self, file: &PolicyFile, now: DateTime<Utc>) -> Vec<String> {
+        [
+            "apply",
+            "--policy",
+            file.path_str(),
+            "--database-url",
+            &self.url,
+            "--now",
+        ]
+        .map(str::to_owned)
+        .into_iter()
+        .chain([clock::rfc3339(now)])
+        .collect()
+    }
+
     /// One `pgpart apply --output json` at `now`; its documents by table.
     async fn pass(
         &self,
@@ -401,18 +417,9 @@ impl Sim {
         now: DateTime<Utc>,
     ) -> (i32, BTreeMap<String, serde_json::Value>) {
         let file = self.file(day);
-        let run = cli::pgpart(&[
-            "apply",
-            "--policy",
-            file.path_str(),
-            "--database-url",
-            &self.url,
-            "--now",
-            &clock::rfc3339(now),
-            "--output",
-            "json",
-        ])
-        .await;
+        let mut args = self.apply_args(&file, now);
+        args.extend(["--output".into(), "json".into()]);
+        let run = cli::pgpart(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
         if run.panicked() || ![0, 1].contains(&run.code) {
             self.fail(
                 day,
@@ -437,16 +444,8 @@ impl Sim {
     /// Start `pgpart apply` and SIGKILL it after `ms` milliseconds.
     async fn killed_pass(&self, day: i64, now: DateTime<Utc>, ms: u64) {
         let file = self.file(day);
-        let child = cli::spawn(&[
-            "apply",
-            "--policy",
-            file.path_str(),
-            "--database-url",
-            &self.url,
-            "--now",
-            &clock::rfc3339(now),
-        ]);
-        let mut child = child;
+        let args = self.apply_args(&file, now);
+        let mut child = cli::spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(ms)) => { let _ = child.start_kill(); }
             _ = child.wait() => {}

@@ -440,8 +440,8 @@ fn build_status(
         .map(|f| f.message.clone());
     let mut conds = Vec::new();
     match (&report.error, blocked) {
-        // A hole left because rows in the default block its partition: a person must act.
-        (Some(Error::Hole(_)), Some(msg)) => {
+        // Rows in the default block a partition (and may leave a hole): a person must act.
+        (None | Some(Error::Hole(_)), Some(msg)) => {
             conds.push(cond(READY, false, "RowsInDefault", msg.clone()));
             conds.push(cond(
                 RECONCILING,
@@ -475,16 +475,6 @@ fn build_status(
                 "Retrying",
                 "the cause may clear by itself; retrying with back-off",
             ));
-        }
-        (None, Some(msg)) => {
-            conds.push(cond(READY, false, "RowsInDefault", msg.clone()));
-            conds.push(cond(
-                RECONCILING,
-                false,
-                "RowsInDefault",
-                "waiting for a person: rows in the default partition",
-            ));
-            conds.push(cond(STALLED, true, "RowsInDefault", msg));
         }
         (None, None) if !report.pending.is_empty() => {
             let (reason, why) = if policy.spec.suspend {
