@@ -130,6 +130,16 @@ async fn two_applies_at_once_equal_one_apply(server: &Server) {
                 "round {round}: {who} of two concurrent applies on PostgreSQL {}",
                 server.major
             ));
+            // Each run says something of every table, also of one the other run did
+            // while it waited for the table's lock.
+            for i in 0..RACE_TABLES {
+                let table = format!("public.race_{i}:");
+                assert!(
+                    run.stdout.lines().any(|l| l.starts_with(&table)),
+                    "round {round}: the {who} run says nothing of {table}\n{}",
+                    run.both()
+                );
+            }
         }
         let got = cli::snapshot(&db.client, false).await;
         cli::assert_same_snapshot(

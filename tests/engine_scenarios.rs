@@ -56,6 +56,7 @@ on_both_majors!(
     hourly_across_dst_fall_back,
     repair_with_an_epoch_row_in_default,
     integer_key_retention_drop,
+    integer_key_stray_id_in_default_retires_nothing_live,
     quoted_identifiers_repair_and_retention,
     off_grid_foreign_partition_is_left_alone_and_bridged,
     stray_rows_in_default_do_not_block_premake,
@@ -1637,6 +1638,61 @@ async fn repair_with_an_epoch_row_in_default(server: &Server) {
         names.len() < 30,
         "one stray row should not make pgpart create {} partitions",
         names.len()
+    );
+    db.drop_db().await;
+}
+
+/// One stray id far ahead, in the DEFAULT partition, must not move "now" for an integer
+/// key: premake and the retention cutoff come from the keys the partitions hold (the first
+/// version took max(id) with the default's rows and retired every live partition).
+async fn integer_key_stray_id_in_default_retires_nothing_live(server: &Server) {
+    let db = TestDb::create(server).await;
+    let c = &db.client;
+    sql(
+        c,
+        "CREATE TABLE public.items (id bigint NOT NULL) PARTITION BY RANGE (id);",
+    )
+    .await;
+    let grow = policy_doc(
+        "items",
+        "table: public.items\nrange: {interval: \"1000000\", premake: 5, startFrom: \"0\"}\ndefaultPartition: {create: true}",
+    );
+    let now = "2026-11-22T10:00:00Z";
+    applied(
+        &cli::apply(&db.url, &grow, now).await,
+        "apply on the empty table",
+    );
+    sql(
+        c,
+        "INSERT INTO public.items SELECT g FROM generate_series(0, 4500000, 1000) g;
+         INSERT INTO public.items VALUES (999999999999);",
+    )
+    .await;
+    assert_eq!(cli::count(c, "public.items_default").await, 1);
+    let retire = policy_doc(
+        "items",
+        "table: public.items
+         range: {interval: \"1000000\", premake: 5, startFrom: \"0\"}
+         defaultPartition: {create: true}
+         retention: {keep: \"2000000\", action: Drop}",
+    );
+    let run = cli::apply(&db.url, &retire, now).await;
+    run.ok("apply with retention and a stray id in the default");
+    // max(id) in the partitions is 4,500,000: cutoff 2,500,000, [0,1M) and [1M,2M) go.
+    let m = 1_000_000i64;
+    let expected: Vec<(String, String)> = (2..10)
+        .map(|i| ((i * m).to_string(), ((i + 1) * m).to_string()))
+        .collect();
+    assert_eq!(
+        cli::range_bounds(c, "public.items").await,
+        expected,
+        "{}",
+        run.both()
+    );
+    assert_eq!(
+        cli::count(c, "public.items").await,
+        2502,
+        "ids 2M .. 4.5M and the stray one"
     );
     db.drop_db().await;
 }
