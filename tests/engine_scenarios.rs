@@ -56,6 +56,7 @@ on_both_majors!(
     hourly_across_dst_fall_back,
     repair_with_an_epoch_row_in_default,
     integer_key_retention_drop,
+    a_comment_of_ones_own_does_not_disown_a_partition,
     integer_key_stray_id_in_default_retires_nothing_live,
     quoted_identifiers_repair_and_retention,
     off_grid_foreign_partition_is_left_alone_and_bridged,
@@ -1693,6 +1694,50 @@ async fn integer_key_stray_id_in_default_retires_nothing_live(server: &Server) {
         cli::count(c, "public.items").await,
         2502,
         "ids 2M .. 4.5M and the stray one"
+    );
+    db.drop_db().await;
+}
+
+/// A person's own `COMMENT ON` a partition pgpart made (the first version's only mark)
+/// leaves it pgpart's: retention still retires it, and nothing is reported as foreign.
+async fn a_comment_of_ones_own_does_not_disown_a_partition(server: &Server) {
+    let db = TestDb::create(server).await;
+    let c = &db.client;
+    sql(
+        c,
+        "CREATE TABLE public.ev (at timestamptz NOT NULL) PARTITION BY RANGE (at);",
+    )
+    .await;
+    let now = "2026-11-22T10:00:00Z";
+    let make = policy_doc(
+        "ev",
+        "table: public.ev\nrange: {interval: 1 month, premake: 1, startFrom: \"2026-01-01\"}",
+    );
+    applied(&cli::apply(&db.url, &make, now).await, "make Jan .. Dec");
+    sql(
+        c,
+        "COMMENT ON TABLE public.ev_p20260201 IS 'February: checked by ops'",
+    )
+    .await;
+    let retire = policy_doc(
+        "ev",
+        "table: public.ev\nrange: {interval: 1 month, premake: 1}\nretention: {keep: 6 months, action: Drop, maxPerPass: 20}",
+    );
+    let run = cli::apply(&db.url, &retire, now).await;
+    applied(&run, "retention");
+    assert!(!run.stdout.contains("ForeignPartitions"), "{}", run.both());
+    // now − 6 months = 2026-05-22: January .. April go, February with them.
+    assert!(
+        !cli::exists(c, "public.ev_p20260201").await,
+        "{}",
+        run.both()
+    );
+    assert_eq!(
+        cli::partition_names(c, "public.ev")
+            .await
+            .first()
+            .map(String::as_str),
+        Some("ev_p20260501")
     );
     db.drop_db().await;
 }

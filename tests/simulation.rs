@@ -202,6 +202,9 @@ struct Rows {
     keys: BTreeMap<&'static str, Vec<DateTime<Utc>>>,
     /// The largest integer key inserted.
     max_id: i64,
+    /// Per Drop table, the latest cutoff any pass had: rows older than it may be gone even
+    /// after the clock went back.
+    high_cutoff: BTreeMap<&'static str, String>,
 }
 
 /// One attached partition as the catalog says: name, bound ends as text, pgpart's.
@@ -553,6 +556,11 @@ impl Sim {
             match &p.retention {
                 Some((_, "Drop", _)) => {
                     let cutoff = self.cutoff(&p, now).unwrap();
+                    let high = self.rows.high_cutoff.entry(p.table).or_default();
+                    if cutoff > *high {
+                        *high = cutoff;
+                    }
+                    let cutoff = high.clone();
                     let expected = self.rows.keys.get(p.table).map_or(0, |k| {
                         k.iter().filter(|k| clock::rfc3339(**k) >= cutoff).count() as i64
                     });

@@ -38,6 +38,7 @@ children AS (
            'schema', cn.nspname, 'name', c.relname,
            'bound', pg_get_expr(c.relpartbound, 0),
            'comment', d.description,
+           'owned', EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.conname = 'pgpart_managed'),  -- action::OWNER_CONSTRAINT
            'detach_pending', i.inhdetachpending,
            'rows', greatest(c.reltuples, 0)::bigint,
            'bytes', CASE WHEN $3 THEN pg_total_relation_size(c.oid) ELSE 0 END)) AS partitions,
@@ -105,6 +106,7 @@ struct RawPartition {
     name: String,
     bound: String,
     comment: Option<String>,
+    owned: bool,
     detach_pending: bool,
     rows: i64,
     bytes: i64,
@@ -190,10 +192,10 @@ fn convert(raw: RawTable) -> Result<ObservedTable> {
         .into_iter()
         .map(|p| ObservedPartition {
             bound: parse_bound(&p.bound, key_kind).unwrap_or(Bound::RangeOther(p.bound.clone())),
-            managed: p
-                .comment
-                .as_deref()
-                .is_some_and(|c| c == OWNER_MARK || c.starts_with(RETIRING_MARK)),
+            managed: p.owned
+                || p.comment
+                    .as_deref()
+                    .is_some_and(|c| c == OWNER_MARK || c.starts_with(RETIRING_MARK)),
             schema: p.schema,
             name: p.name,
             detach_pending: p.detach_pending,

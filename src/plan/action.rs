@@ -10,8 +10,11 @@ use super::model::{KeyKind, KeyValue};
 use crate::db::quote::{ident, literal, qualified};
 use crate::policy::RetentionAction;
 
-/// The comment that marks a partition as pgpart's own: retention only retires these.
+/// The comment that marks a partition as pgpart's own, for people reading the catalog.
 pub const OWNER_MARK: &str = "pgpart: managed partition";
+/// The no-op CHECK that marks a partition as pgpart's own: retention only retires these.
+/// A person's own `COMMENT ON` replaces the comment, never this constraint.
+pub const OWNER_CONSTRAINT: &str = "pgpart_managed";
 /// A partition being retired by Drop or MoveToSchema carries this (plus what is left to
 /// do) from before its detach until it is gone, so a pass that dies between the detach
 /// and the drop/move is finished by the next one.
@@ -333,8 +336,8 @@ pub fn mark_retiring(
 
 /// Repair's first transaction: the slot's child, standalone, with a CHECK of its bound
 /// (so the attach need not scan it once filled), marked as pgpart's.
-pub fn repair_create(ctx: &TableCtx, slot: &RangeSlot) -> [String; 3] {
-    [
+pub fn repair_create(ctx: &TableCtx, slot: &RangeSlot) -> Vec<String> {
+    let mut v = vec![
         create_like(ctx, &slot.name),
         format!(
             "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})",
@@ -342,8 +345,9 @@ pub fn repair_create(ctx: &TableCtx, slot: &RangeSlot) -> [String; 3] {
             ident(BOUND_CHECK),
             ctx.range_predicate(slot.from, slot.to)
         ),
-        mark_owned(ctx, &slot.name),
-    ]
+    ];
+    v.extend(mark_owned(ctx, &slot.name));
+    v
 }
 
 /// Repair's last statements: attach the filled child, drop its helper CHECK.
@@ -362,12 +366,29 @@ pub fn repair_attach(ctx: &TableCtx, slot: &RangeSlot) -> [String; 2] {
     ]
 }
 
-pub fn mark_owned(ctx: &TableCtx, name: &str) -> String {
-    format!(
-        "COMMENT ON TABLE {} IS {}",
-        ctx.child(name),
-        literal(OWNER_MARK)
-    )
+/// Mark a partition as pgpart's own: the comment, and the constraint that counts (NOT
+/// VALID, so adopting a large partition scans nothing).
+pub fn mark_owned(ctx: &TableCtx, name: &str) -> [String; 2] {
+    [
+        format!(
+            "COMMENT ON TABLE {} IS {}",
+            ctx.child(name),
+            literal(OWNER_MARK)
+        ),
+        format!(
+            "ALTER TABLE {} ADD CONSTRAINT {} CHECK (true) NOT VALID",
+            ctx.child(name),
+            ident(OWNER_CONSTRAINT)
+        ),
+    ]
+}
+
+/// A new partition of pgpart's: made standalone, marked, attached with `bound`.
+fn create_owned(ctx: &TableCtx, name: &str, bound: &str) -> Vec<String> {
+    let mut v = vec![create_like(ctx, name)];
+    v.extend(mark_owned(ctx, name));
+    v.push(attach(ctx, name, bound));
+    v
 }
 
 pub fn attach(ctx: &TableCtx, name: &str, bound: &str) -> String {
@@ -402,36 +423,24 @@ pub fn statements(action: &Action, ctx: &TableCtx, concurrent_detach: bool) -> V
                 ctx.child(partition)
             )]
         }
-        Action::CreateRange { slot } => vec![
-            create_like(ctx, &slot.name),
-            mark_owned(ctx, &slot.name),
-            attach(
-                ctx,
-                &slot.name,
-                &format!("FOR VALUES {}", ctx.range_bound_sql(slot.from, slot.to)),
-            ),
-        ],
+        Action::CreateRange { slot } => create_owned(
+            ctx,
+            &slot.name,
+            &format!("FOR VALUES {}", ctx.range_bound_sql(slot.from, slot.to)),
+        ),
         Action::CreateList { partition, values } => {
-            vec![
-                create_like(ctx, partition),
-                mark_owned(ctx, partition),
-                attach(ctx, partition, &list_bound(values)),
-            ]
+            create_owned(ctx, partition, &list_bound(values))
         }
         Action::CreateHash {
             partition,
             modulus,
             remainder,
-        } => vec![
-            create_like(ctx, partition),
-            mark_owned(ctx, partition),
-            attach(
-                ctx,
-                partition,
-                &format!("FOR VALUES WITH (MODULUS {modulus}, REMAINDER {remainder})"),
-            ),
-        ],
-        Action::Adopt { partition } => vec![mark_owned(ctx, partition)],
+        } => create_owned(
+            ctx,
+            partition,
+            &format!("FOR VALUES WITH (MODULUS {modulus}, REMAINDER {remainder})"),
+        ),
+        Action::Adopt { partition } => mark_owned(ctx, partition).to_vec(),
         Action::GuardDefault { from, to } => guard_default(ctx, *from, *to)
             .into_iter()
             .flatten()
@@ -444,7 +453,7 @@ pub fn statements(action: &Action, ctx: &TableCtx, concurrent_detach: bool) -> V
         }
         Action::Repair { slot } => {
             let default = ctx.default_partition.as_deref().unwrap_or_default();
-            let mut v = repair_create(ctx, slot).to_vec();
+            let mut v = repair_create(ctx, slot);
             v.push(format!(
                 "-- in batches, each its own transaction: move rows of [{}, {}) from {} into {}",
                 ctx.show(slot.from),

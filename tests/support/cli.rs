@@ -247,6 +247,7 @@ pub async fn partitions(client: &Client, parent: &str) -> Vec<Part> {
         .query(
             "SELECT n.nspname::text, c.relname::text, pg_get_expr(c.relpartbound, c.oid),
                     coalesce(obj_description(c.oid, 'pg_class'), '') = 'pgpart: managed partition'
+                      OR EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.conname = 'pgpart_managed')
                FROM pg_inherits i
                JOIN pg_class c ON c.oid = i.inhrelid
                JOIN pg_namespace n ON n.oid = c.relnamespace
