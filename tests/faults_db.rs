@@ -640,3 +640,46 @@ async fn sigkill_during_detach_concurrently_is_finalized_by_the_next_run() {
     drop((holder, watcher));
     db.drop_db().await;
 }
+
+// 6. A table whose DEFAULT partition another session holds locked: a run for another table
+// goes on (only the tables the policies name are observed), and a run for this one says
+// why instead of waiting for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_table_stalls_no_other_and_reports_its_lock() {
+    let db = TestDb::create(&pg::server(17)).await;
+    pg::sql(
+        &db.client,
+        "CREATE TABLE public.a (at timestamptz NOT NULL) PARTITION BY RANGE (at);
+         CREATE TABLE public.a_default PARTITION OF public.a DEFAULT;
+         CREATE TABLE public.b (at timestamptz NOT NULL) PARTITION BY RANGE (at);",
+    )
+    .await;
+    let holder = db.connect().await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE public.a_default IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let now = clock::now_arg();
+    let monthly = |t: &str| {
+        policy_doc(
+            t,
+            &format!("table: public.{t}\nrange: {{interval: 1 month, premake: 1}}"),
+        )
+    };
+    cli::apply(&db.url, &monthly("b"), &now)
+        .await
+        .ok("apply for b while a is locked");
+    let run = cli::plan(&db.url, &monthly("a"), &now).await;
+    run.expect_code(1, "plan for the locked table");
+    assert!(
+        run.both().to_lowercase().contains("lock timeout"),
+        "{}",
+        run.both()
+    );
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    cli::plan(&db.url, &monthly("a"), &now)
+        .await
+        .ok("plan once the lock is gone");
+    drop(holder);
+    db.drop_db().await;
+}

@@ -54,7 +54,12 @@ pub async fn run(args: RunArgs, apply: bool, output: Output) -> Result<()> {
     let target = Target::from_url(&args.database_url)?;
     if errors.is_empty() {
         let client = target.connect().await?;
-        let mut observed = observe(&client, None, false).await?;
+        // Only the tables the policies name, in one statement.
+        let tables: Vec<(String, String)> = valid
+            .iter()
+            .map(|(_, v)| (v.schema.clone(), v.table.clone()))
+            .collect();
+        let mut observed = observe(&client, Some(&tables), false).await?;
         let mut planned = Vec::new();
         for (name, v) in valid {
             let table = observed.take(&v.schema, &v.table);

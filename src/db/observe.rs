@@ -30,7 +30,7 @@ WITH parents AS (
     FROM pg_partitioned_table pt
     JOIN pg_class c ON c.oid = pt.partrelid
     JOIN pg_namespace n ON n.oid = c.relnamespace
-   WHERE ($1::text IS NULL OR (n.nspname = $1 AND c.relname = $2))
+   WHERE ($1::text[] IS NULL OR (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[])))
 ),
 children AS (
   SELECT i.inhparent AS parent,
@@ -135,19 +135,46 @@ impl Observation {
     }
 }
 
-/// Observe every partitioned table of the database, or just `only` (schema, table).
+/// The longest the observation may wait for a lock (it reads DEFAULT partitions, which
+/// another session's pending ACCESS EXCLUSIVE would queue it behind) or run: one stuck
+/// table must not stall a pass over the others.
+const OBSERVE_LOCK_TIMEOUT: &str = "2s";
+const OBSERVE_STATEMENT_TIMEOUT: &str = "60s";
+
+/// Run `f` (reads of the observation) with the observation's lock and statement timeouts.
+async fn bounded<T>(client: &Client, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    client
+        .batch_execute(&format!(
+            "SET lock_timeout = '{OBSERVE_LOCK_TIMEOUT}'; SET statement_timeout = '{OBSERVE_STATEMENT_TIMEOUT}'"
+        ))
+        .await?;
+    let result = f.await;
+    client
+        .batch_execute("RESET lock_timeout; RESET statement_timeout")
+        .await?;
+    result
+}
+
+/// Observe every partitioned table of the database, or just those of `only` (schema,
+/// table): one statement, whatever their number.
 pub async fn observe(
     client: &Client,
-    only: Option<(&str, &str)>,
+    only: Option<&[(String, String)]>,
     with_sizes: bool,
 ) -> Result<Observation> {
-    let (schema, name) = match only {
-        Some((s, n)) => (Some(s), Some(n)),
+    let (schemas, names): (Option<Vec<&str>>, Option<Vec<&str>>) = match only {
+        Some(tables) => (
+            Some(tables.iter().map(|(s, _)| s.as_str()).collect()),
+            Some(tables.iter().map(|(_, t)| t.as_str()).collect()),
+        ),
         None => (None, None),
     };
-    let rows = client
-        .query(OBSERVE_SQL, &[&schema, &name, &with_sizes])
-        .await?;
+    let rows = bounded(client, async {
+        Ok(client
+            .query(OBSERVE_SQL, &[&schemas, &names, &with_sizes])
+            .await?)
+    })
+    .await?;
     let mut tables = Vec::with_capacity(rows.len());
     for row in rows {
         let json: serde_json::Value = row.get(0);
@@ -301,7 +328,13 @@ pub async fn complete(
     policy: &ValidPolicy,
 ) -> Result<()> {
     match table {
-        Some(t) => scan_default(client, t, policy, crate::plan::diff::MAX_REPAIR_SLOTS + 1).await,
+        Some(t) => {
+            bounded(
+                client,
+                scan_default(client, t, policy, crate::plan::diff::MAX_REPAIR_SLOTS + 1),
+            )
+            .await
+        }
         None => {
             let qualified = format!("{}.{}", policy.schema, policy.table);
             let kind: Option<String> = client
@@ -357,7 +390,8 @@ pub async fn observe_and_plan(
     policy: &ValidPolicy,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(crate::plan::Plan, Observation)> {
-    let mut o = observe(client, Some((&policy.schema, &policy.table)), false).await?;
+    let only = [(policy.schema.clone(), policy.table.clone())];
+    let mut o = observe(client, Some(&only), false).await?;
     let table = o.take(&policy.schema, &policy.table);
     Ok((plan_table(client, table, policy, now).await?, o))
 }
