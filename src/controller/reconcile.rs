@@ -562,3 +562,18 @@ fn build_status(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::bounded;
+
+    #[test]
+    fn pending_actions_in_status_stay_few() {
+        let items: Vec<String> = (0..500).map(|i| format!("create p{i}")).collect();
+        let shown = bounded(&items, 20);
+        assert_eq!(shown.len(), 21);
+        assert_eq!(shown[19], "create p19");
+        assert_eq!(shown[20], "… and 480 more");
+        assert_eq!(bounded(&items[..3], 20), items[..3]);
+    }
+}

@@ -163,3 +163,80 @@ fn hole_error(plan: &Plan) -> Option<Error> {
     }
     Some(Error::Hole(msg))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::model::{Bound, KeyValue, ObservedPartition, ObservedTable, Strategy};
+    use crate::policy::{PartitionPolicySpec, validate};
+
+    /// A plan with one retirement: a monthly policy keeping 1 month, at 2026-11-22, with
+    /// pgpart's partition of January.
+    fn plan_with_a_retirement(now: DateTime<Utc>) -> Plan {
+        let spec: PartitionPolicySpec = serde_yaml_ng::from_str(
+            "table: public.events\nrange: {interval: 1 month, premake: 1}\nretention: {keep: 1 month}",
+        )
+        .unwrap();
+        let t = |m| {
+            chrono::NaiveDate::from_ymd_opt(2026, m, 1)
+                .unwrap()
+                .and_hms_opt(0, 0, 0)
+                .unwrap()
+        };
+        let table = ObservedTable {
+            schema: "public".into(),
+            name: "events".into(),
+            strategy: Strategy::Range,
+            key_columns: vec![Some("at".into())],
+            key_types: vec!["timestamp with time zone".into()],
+            partitions: vec![ObservedPartition {
+                schema: "public".into(),
+                name: "events_p20260101".into(),
+                bound: Bound::Range {
+                    from: KeyValue::Time(t(1)),
+                    to: KeyValue::Time(t(2)),
+                },
+                managed: true,
+                detach_pending: false,
+                estimated_rows: 0,
+                bytes: 0,
+            }],
+            default_rows: Default::default(),
+            max_key: None,
+            default_slot_keys: vec![],
+            retiring: vec![],
+            fingerprint: String::new(),
+        };
+        crate::plan::plan(&validate(&spec).unwrap(), Some(&table), now).unwrap()
+    }
+
+    fn retires(p: &Plan) -> bool {
+        p.actions.iter().any(|a| matches!(a, Action::Retire { .. }))
+    }
+
+    #[test]
+    fn a_clock_far_from_the_databases_retires_nothing() {
+        let now = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
+            .unwrap()
+            .to_utc();
+        // In agreement (or the clock given on purpose): the retirement stays.
+        for db_now in [Some(now + chrono::Duration::seconds(20)), None] {
+            let mut p = plan_with_a_retirement(now);
+            hold_retirements_on_skew(&mut p, now, db_now);
+            assert!(retires(&p), "{db_now:?}: {:?}", p.actions);
+        }
+        // An hour apart, either way: held, and said why.
+        for skew in [3600, -3600] {
+            let mut p = plan_with_a_retirement(now);
+            hold_retirements_on_skew(&mut p, now, Some(now + chrono::Duration::seconds(skew)));
+            assert!(!retires(&p), "{skew}: {:?}", p.actions);
+            assert!(p.findings.iter().any(|f| f.reason == "ClockSkew"));
+            assert!(
+                p.actions
+                    .iter()
+                    .any(|a| matches!(a, Action::CreateRange { .. })),
+                "partitions are still made"
+            );
+        }
+    }
+}
