@@ -1114,6 +1114,48 @@ async fn the_policy_holding_a_table_keeps_it_across_a_controller_restart() {
     env.teardown(vec![restarted]).await;
 }
 
+/// A partition made by hand off the grid, from the 10th of this month to the 10th of the
+/// next: the controller bridges the rest of the slots it touches, so Ready means that every
+/// key from now to the end of premake takes a row (the first version said Ready with
+/// [the 10th of next month, the month after) uncovered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_off_grid_partition_is_bridged_and_ready_means_covered() {
+    let env = Env::new("e2e-bridge", 15).await;
+    env.monthly_table("events").await;
+    let m = clock::month_start(clock::now());
+    let (from, to) = (
+        m + chrono::Days::new(9),
+        clock::add_months(m, 1) + chrono::Days::new(9),
+    );
+    env.sql(&format!(
+        "CREATE TABLE public.events_hand PARTITION OF public.events FOR VALUES FROM ('{}') TO ('{}')",
+        clock::bound_text(from),
+        clock::bound_text(to)
+    ))
+    .await;
+    let controller = env.controller().await;
+    env.apply_policy(&monthly("events", "public.events", 2))
+        .await;
+    let p = wait_ready(&env.policies, "events", WAIT).await;
+    let pass = last_pass_time(&p);
+    let names = env.partition_names("public.events").await;
+    assert!(names.contains(&"events_hand".to_owned()), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.starts_with("events_bridge_")),
+        "{names:?}"
+    );
+    // Keys at the pass, just after the hand-made partition, and at the end of premake.
+    let end = clock::add_months(clock::month_start(pass), 3);
+    env.sql(&format!(
+        "INSERT INTO public.events (at, payload) VALUES ('{}', 'now'), ('{}', 'after'), ('{} 00:00:00+00'::timestamptz - interval '1 second', 'last')",
+        clock::rfc3339(pass),
+        clock::bound_text(to),
+        end
+    ))
+    .await;
+    env.teardown(vec![controller]).await;
+}
+
 // 10 -----------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
