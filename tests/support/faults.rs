@@ -328,6 +328,21 @@ impl OwnKube {
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+        // The thread-group leader shows as a zombie before its other threads are gone, and
+        // with them the listening socket: a restart in that moment fails with "bind: address
+        // already in use" (seen as 120 s of refused connections). Wait until the port is free.
+        let port: u16 = argv
+            .iter()
+            .find_map(|a| a.strip_prefix("--secure-port="))
+            .and_then(|p| p.parse().ok())
+            .expect("the apiserver's --secure-port");
+        while std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "port {port} of the killed apiserver {pid} stays in use"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         // Started from a shell that exits at once, so init reaps it (as kube_up does).
         let out = Command::new("bash")
             .arg("-c")
