@@ -32,6 +32,9 @@ pub enum Error {
     /// Rows stand in the way (e.g. rows in DEFAULT for a partition being attached).
     #[error("rows violate a partition constraint: {0}")]
     CheckViolation(String),
+    /// A repair pgpart will not do, and why (the rows stay in the default, reported).
+    #[error("repair refused: {0}")]
+    RepairRefused(String),
     #[error("database error: {0}")]
     Database(String),
     /// Keys between now and the end of the premake window have no partition after a pass:
@@ -69,6 +72,7 @@ impl Error {
             Error::PermissionDenied(_) => "PermissionDenied",
             Error::LockTimeout(_) => "LockTimeout",
             Error::CheckViolation(_) => "RowsInDefault",
+            Error::RepairRefused(_) => "RepairRefused",
             Error::Database(_) => "DatabaseError",
             Error::Hole(_) => "MissingPartition",
             Error::Input(_) => "InvalidInput",

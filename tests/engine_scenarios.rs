@@ -411,8 +411,11 @@ async fn backlog_setup(db: &TestDb) -> (String, i64) {
     )
 }
 
-/// After a successful repair: every row kept byte-identical, the default empty, each day
-/// in its own new partition with the indexes, no helper CHECK left.
+/// The partition a repair makes of the three backlog days: the default itself, renamed.
+const REPAIRED: &str = "events_repaired_202611200000";
+
+/// After a successful repair: every row kept byte-identical, the default empty, the backlog
+/// days in one new partition (the old default) with the indexes, no helper CHECK left.
 async fn assert_backlog_repaired(db: &TestDb, digest: &str, total: i64) {
     let c = &db.client;
     assert_eq!(
@@ -431,44 +434,43 @@ async fn assert_backlog_repaired(db: &TestDb, digest: &str, total: i64) {
         "the default partition should be empty"
     );
     let parts = cli::partitions(c, "public.events").await;
+    let p = parts
+        .iter()
+        .find(|p| p.name == REPAIRED)
+        .unwrap_or_else(|| panic!("{REPAIRED} missing: {parts:#?}"));
+    assert!(p.managed, "{REPAIRED} should be marked as pgpart's");
+    assert_eq!(
+        (p.from.as_deref(), p.to.as_deref()),
+        (
+            Some("2026-11-20 00:00:00+00"),
+            Some("2026-11-23 00:00:00+00")
+        ),
+    );
+    assert_eq!(
+        cli::count(c, &format!("public.{REPAIRED}")).await,
+        BACKLOG_ROWS
+    );
     for (day, n) in BACKLOG {
-        let name = format!("events_p{}", day.replace('-', ""));
-        let p = parts
-            .iter()
-            .find(|p| p.name == name)
-            .unwrap_or_else(|| panic!("{name} missing: {parts:#?}"));
-        assert!(p.managed, "{name} should be marked as pgpart's");
-        let next = (NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap() + Duration::days(1))
-            .format("%Y-%m-%d");
-        assert_eq!(
-            (p.from.as_deref(), p.to.as_deref()),
-            (
-                Some(format!("{day} 00:00:00+00").as_str()),
-                Some(format!("{next} 00:00:00+00").as_str())
-            ),
-        );
-        assert_eq!(
-            cli::count(c, &format!("public.{name}")).await,
-            n,
-            "rows of {day} in {name}"
-        );
-        assert_eq!(
-            cli::indexes_using(c, &format!("public.{name}"), "brin")
-                .await
-                .len(),
-            1,
-            "{name} BRIN"
-        );
-        assert_eq!(
-            cli::indexes_using(c, &format!("public.{name}"), "btree")
-                .await
-                .len(),
-            1,
-            "{name} primary key"
-        );
+        let in_day = one_i64(
+            c,
+            &format!("SELECT count(*) FROM public.{REPAIRED} WHERE at >= '{day} 00:00:00+00' AND at < timestamptz '{day} 00:00:00+00' + interval '1 day'"),
+        )
+        .await;
+        assert_eq!(in_day, n, "rows of {day} in {REPAIRED}");
+    }
+    for rel in [REPAIRED, "events_default"] {
+        for (am, what) in [("brin", "BRIN"), ("btree", "primary key")] {
+            assert_eq!(
+                cli::indexes_using(c, &format!("public.{rel}"), am)
+                    .await
+                    .len(),
+                1,
+                "{rel} {what}"
+            );
+        }
     }
     let bounds = cli::range_bounds(c, "public.events").await;
-    assert_contiguous(&bounds, "daily partitions after repair");
+    assert_contiguous(&bounds, "partitions after repair");
     assert_eq!(bounds.first().unwrap().0, "2026-11-16 00:00:00+00");
     assert_eq!(
         bounds.last().unwrap().1,
@@ -493,7 +495,7 @@ async fn assert_backlog_repaired(db: &TestDb, digest: &str, total: i64) {
     sql(c, "INSERT INTO public.events (at, kind, payload) VALUES ('2026-11-21 12:34:56+00', 'after', 'repair')").await;
     assert_eq!(
         home_of(c, "public.events", "kind", "'after'").await,
-        "events_p20261121",
+        REPAIRED,
         "a new row for a repaired day should land in its partition"
     );
 }
@@ -618,17 +620,23 @@ async fn daily_backlog_in_default_repair(server: &Server) {
             )
         })
         .collect();
-    for day in ["20261120", "20261121", "20261122"] {
-        assert!(
-            kinds.contains(&("repair".to_string(), format!("events_p{day}"))),
-            "plan should repair {day}: {kinds:?}"
-        );
-    }
+    assert_eq!(
+        kinds.first(),
+        Some(&("repair".to_string(), REPAIRED.to_string())),
+        "plan should repair the three days as one, first: {kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| k.0 == "repair").count(),
+        1,
+        "{kinds:?}"
+    );
     let run = cli::apply(&db.url, &repair, now).await;
     applied(&run, "apply with onRows: Repair");
     assert!(
-        run.stdout.contains("rows moved"),
-        "apply should say how many rows moved:\n{}",
+        run.stdout.contains(&format!(
+            "make default partition events_default the partition {REPAIRED}"
+        )),
+        "apply should say what the repair did:\n{}",
         run.both()
     );
     assert_backlog_repaired(&db, &digest, total).await;
@@ -1626,13 +1634,14 @@ async fn repair_with_an_epoch_row_in_default(server: &Server) {
         "rows changed"
     );
     let names = cli::partition_names(c, "public.events").await;
-    for day in ["20261120", "20261121", "20261122"] {
-        let n = format!("events_p{day}");
-        assert!(
-            names.contains(&n),
-            "{n} should have been repaired: {names:?}"
-        );
-        assert_eq!(cli::count(c, &format!("public.{n}")).await, 100, "{n}");
+    // The backlog days become one partition, the epoch row its own day's.
+    for (n, rows) in [
+        (REPAIRED, 300),
+        ("events_p19700101", 1),
+        ("events_default", 0),
+    ] {
+        assert!(names.iter().any(|x| x == n), "{n} missing: {names:?}");
+        assert_eq!(cli::count(c, &format!("public.{n}")).await, rows, "{n}");
     }
     assert!(
         names.len() < 30,

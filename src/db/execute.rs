@@ -1,20 +1,33 @@
-//! Executing a plan: each action its own short transaction with `lock_timeout` set,
-//! retried with backoff on lock timeouts, under a per-table advisory lock.
+//! Executing a plan: each action its own short transaction with `lock_timeout` set, under
+//! a per-table advisory lock. Before an action asks for a strong lock, it looks for
+//! sessions holding a conflicting one for longer than `lockTimeout` and waits them out
+//! without queueing (a queued request would hold up every session behind it); a lock
+//! timeout is retried after a jittered pause, for up to [`LOCK_PATIENCE`] per pass.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
 use crate::db::quote::{ident, literal};
 use crate::error::{Error, Result};
 use crate::plan::Plan;
-use crate::plan::action::{self, Action, OWNER_MARK, RangeSlot, TableCtx};
+use crate::plan::action::{self, Action, RangeSlot, TableCtx};
 
-/// Rows moved per transaction when repairing a default partition: small enough that no
-/// batch holds its locks for long, large enough that the per-batch overhead is small.
-pub const REPAIR_BATCH_ROWS: i64 = 20_000;
-/// Attempts per action when its lock can't be had within lockTimeout.
-pub const LOCK_ATTEMPTS: u32 = 3;
+/// How long one pass keeps trying for its locks, in all: a 20 s report query or ANALYZE
+/// is waited out, a session that holds on for longer is named in a `LockTimeout`.
+/// `PGPART_LOCK_PATIENCE` (a duration like `10s`) sets another.
+pub const LOCK_PATIENCE: Duration = Duration::from_secs(60);
+
+fn lock_patience() -> Duration {
+    std::env::var("PGPART_LOCK_PATIENCE")
+        .ok()
+        .and_then(|v| crate::plan::calendar::parse_short_duration(&v).ok())
+        .unwrap_or(LOCK_PATIENCE)
+}
+/// At most this many rows outside the repaired range (other gaps, NULL keys, keys past
+/// retention) move to the new default inside a repair's transaction, which holds every
+/// session of the table off while it runs.
+pub const REPAIR_MAX_MOVED_ROWS: i64 = 10_000;
 /// First key of pgpart's two-key advisory locks ("pgpt").
 const ADVISORY_NAMESPACE: i32 = 0x7067_7074;
 
@@ -86,36 +99,43 @@ pub async fn execute_plan(
     on_outcome: &mut (dyn FnMut(&Outcome) + Send),
 ) -> Vec<Outcome> {
     let ctx = &plan.ctx;
+    let patience = lock_patience();
+    let deadline = Instant::now() + patience;
+    let concurrently = can_detach_concurrently(server_version_num, ctx);
     let mut outcomes = Vec::new();
     let mut failed = false;
-    let mut guarded = false;
     for a in &plan.actions {
         let retires = matches!(a, Action::Retire { .. } | Action::FinishRetire { .. });
         if failed && retires {
             continue;
         }
         let mut rows = 0;
-        let mut delay = Duration::from_millis(100).max(ctx.lock_timeout / 10);
-        let mut attempt = 1;
+        let needs = strong_locks(a, ctx, concurrently);
         let result = loop {
-            match execute_action(client, ctx, a, server_version_num, &mut rows).await {
-                Err(Error::LockTimeout(m)) if attempt < LOCK_ATTEMPTS => {
-                    tracing::debug!(attempt, "lock timeout, retrying: {m}");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                    attempt += 1;
+            match long_holder(client, &needs, ctx.lock_timeout).await {
+                Err(e) => break Err(e),
+                Ok(Some(holder)) if Instant::now() >= deadline => {
+                    break Err(Error::LockTimeout(format!(
+                        "{holder}; pgpart waited {}s for it this pass without queueing behind it",
+                        patience.as_secs()
+                    )));
+                }
+                Ok(Some(holder)) => {
+                    tracing::debug!(table = %ctx.table, "waiting, not queueing: {holder}");
+                    tokio::time::sleep(jitter(Duration::from_millis(200))).await;
+                    continue;
+                }
+                Ok(None) => {}
+            }
+            match execute_action(client, ctx, a, concurrently, &mut rows).await {
+                Err(Error::LockTimeout(m)) if Instant::now() < deadline => {
+                    tracing::debug!(table = %ctx.table, "lock timeout, retrying: {m}");
+                    tokio::time::sleep(jitter(ctx.lock_timeout.max(Duration::from_millis(50))))
+                        .await;
                 }
                 other => break other,
             }
         };
-        if result.is_err() && !failed && guarded {
-            // Don't leave the default refusing rows for slots that were not attached.
-            let drop = action::drop_guard(ctx);
-            if let Err(e) = in_transaction(client, ctx, &[drop]).await {
-                tracing::warn!(table = %ctx.table, "could not remove the default partition's guard: {e}");
-            }
-        }
-        guarded |= matches!(a, Action::GuardDefault { .. }) && result.is_ok();
         failed |= result.is_err() && !retires;
         let outcome = Outcome {
             action: a.clone(),
@@ -127,6 +147,85 @@ pub async fn execute_plan(
         outcomes.push(outcome);
     }
     outcomes
+}
+
+/// `base` to twice `base`, at random: retries of many pgpart runs don't fall in step.
+fn jitter(base: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let r = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    base + base.mul_f64((r % 1000) as f64 / 1000.0)
+}
+
+/// The lock modes a requested mode waits for (PostgreSQL's conflict table).
+fn conflicting_modes(mode: &str) -> &'static str {
+    match mode {
+        "ShareUpdateExclusiveLock" => {
+            "ShareUpdateExclusiveLock,ShareLock,ShareRowExclusiveLock,ExclusiveLock,AccessExclusiveLock"
+        }
+        _ => {
+            "AccessShareLock,RowShareLock,RowExclusiveLock,ShareUpdateExclusiveLock,ShareLock,ShareRowExclusiveLock,ExclusiveLock,AccessExclusiveLock"
+        }
+    }
+}
+
+const SHARE_UPDATE_EXCLUSIVE: &str = "ShareUpdateExclusiveLock";
+const ACCESS_EXCLUSIVE: &str = "AccessExclusiveLock";
+
+/// The locks an action takes that other sessions could be waiting behind: (relation, mode).
+fn strong_locks(a: &Action, ctx: &TableCtx, concurrently: bool) -> Vec<(String, &'static str)> {
+    let parent = ctx.parent();
+    let default = ctx.default_partition.as_deref().map(|d| ctx.child(d));
+    match a {
+        Action::CreateRange { .. } | Action::CreateList { .. } | Action::CreateHash { .. } => {
+            // ATTACH: the parent, and the default partition it scans.
+            let mut v = vec![(parent, SHARE_UPDATE_EXCLUSIVE)];
+            v.extend(default.map(|d| (d, ACCESS_EXCLUSIVE)));
+            v
+        }
+        Action::CreateDefault { .. } | Action::FinishDetach { .. } => {
+            vec![(parent, SHARE_UPDATE_EXCLUSIVE)]
+        }
+        Action::Retire { .. } if concurrently => vec![(parent, SHARE_UPDATE_EXCLUSIVE)],
+        Action::Retire { .. } | Action::Repair { .. } => vec![(parent, ACCESS_EXCLUSIVE)],
+        Action::Adopt { partition } => vec![(ctx.child(partition), ACCESS_EXCLUSIVE)],
+        Action::DropDefaultGuard => default.map(|d| (d, ACCESS_EXCLUSIVE)).into_iter().collect(),
+        Action::RestoreOrphan { .. }
+        | Action::FinishRetire { .. }
+        | Action::AbandonRetire { .. } => Vec::new(),
+    }
+}
+
+/// A session of this database holding a lock that conflicts with one of `needs`, in a
+/// transaction older than `older_than`: asking now would queue behind it (and every
+/// session after us behind our request). Only pid, mode, relation and age are named.
+async fn long_holder(
+    client: &Client,
+    needs: &[(String, &'static str)],
+    older_than: Duration,
+) -> Result<Option<String>> {
+    if needs.is_empty() {
+        return Ok(None);
+    }
+    let rels: Vec<&str> = needs.iter().map(|(r, _)| r.as_str()).collect();
+    let modes: Vec<&str> = needs.iter().map(|(_, m)| conflicting_modes(m)).collect();
+    let row = client
+        .query_opt(
+            "SELECT format('pid %s holds %s on %s in a transaction open for %s s', l.pid, l.mode, \
+                    l.relation::regclass, to_char(extract(epoch FROM clock_timestamp() - a.xact_start), 'FM999990.0')) \
+               FROM pg_locks l \
+               LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
+               JOIN unnest($1::text[], $2::text[]) AS want(rel, modes) ON l.relation = to_regclass(want.rel) \
+              WHERE l.locktype = 'relation' AND l.granted AND l.pid IS DISTINCT FROM pg_backend_pid() \
+                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                AND l.mode = ANY (string_to_array(want.modes, ',')) \
+                AND (a.xact_start IS NULL OR a.xact_start < clock_timestamp() - make_interval(secs => $3)) \
+              ORDER BY a.xact_start NULLS FIRST LIMIT 1",
+            &[&rels, &modes, &older_than.as_secs_f64()],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
 }
 
 fn lock_timeout_sql(ctx: &TableCtx) -> String {
@@ -156,7 +255,7 @@ async fn execute_action(
     client: &mut Client,
     ctx: &TableCtx,
     a: &Action,
-    version: i32,
+    concurrently: bool,
     rows: &mut i64,
 ) -> Result<()> {
     match a {
@@ -174,7 +273,6 @@ async fn execute_action(
             if let Some(mark) = action::mark_retiring(ctx, partition, *how, to_schema.as_deref()) {
                 in_transaction(client, ctx, &[mark]).await?;
             }
-            let concurrently = can_detach_concurrently(version, ctx);
             let detach = action::detach(ctx, partition, concurrently);
             if concurrently {
                 with_session_lock_timeout(client, ctx.lock_timeout, &detach).await?;
@@ -188,57 +286,22 @@ async fn execute_action(
             Ok(())
         }
         Action::Repair { slot } => repair(client, ctx, slot, rows).await,
-        Action::GuardDefault { from, to } => {
-            let [add, validate, swap] = action::guard_default(ctx, *from, *to);
-            in_transaction(client, ctx, &add).await?;
-            match in_transaction(client, ctx, &validate).await {
-                Err(Error::CheckViolation(m)) => {
-                    // Rows in the default inside the span: attaches will scan, as without a guard.
-                    tracing::info!(table = %ctx.table, "default partition holds rows in the guarded span; not guarding: {m}");
-                    in_transaction(client, ctx, &[action::drop_guard_next(ctx)]).await
-                }
-                Err(e) => {
-                    let _ = in_transaction(client, ctx, &[action::drop_guard_next(ctx)]).await;
-                    Err(e)
-                }
-                Ok(()) => in_transaction(client, ctx, &swap).await,
-            }
+        Action::RestoreOrphan { table } => {
+            let cols = columns(client, ctx).await?;
+            in_transaction(
+                client,
+                ctx,
+                &action::restore_orphan(ctx, table, Some(&cols)),
+            )
+            .await
         }
         _ => in_transaction(client, ctx, &action::statements(a, ctx, false)).await,
     }
 }
 
-/// Move one slot's rows out of the default partition into a new partition, losing none:
-/// the child is made standalone with a CHECK of its bound, filled in batches (each batch
-/// deletes from the default and inserts into the child in ONE transaction), then attached.
-/// A run that dies midway leaves a marked standalone child that the next run continues.
-async fn repair(
-    client: &mut Client,
-    ctx: &TableCtx,
-    slot: &RangeSlot,
-    moved_total: &mut i64,
-) -> Result<()> {
-    let default = ctx
-        .default_partition
-        .clone()
-        .ok_or_else(|| Error::Database("repair planned without a default partition".into()))?;
-    let child = ctx.child(&slot.name);
-    if let Err(e) = in_transaction(client, ctx, &action::repair_create(ctx, slot)).await {
-        // An earlier run may have died after creating the child: continue only with our own.
-        let row = client
-            .query_one(
-                "SELECT obj_description(c.oid, 'pg_class'), c.relispartition FROM pg_class c WHERE c.oid = to_regclass($1)",
-                &[&child],
-            )
-            .await;
-        match row {
-            Ok(r)
-                if r.get::<_, Option<String>>(0).as_deref() == Some(OWNER_MARK)
-                    && !r.get::<_, bool>(1) => {}
-            _ => return Err(e),
-        }
-    }
-    let columns: Vec<String> = client
+/// The parent's columns that an INSERT may name (generated ones are computed), quoted.
+async fn columns(client: &Client, ctx: &TableCtx) -> Result<String> {
+    let names: Vec<String> = client
         .query(
             "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 \
              AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
@@ -248,67 +311,72 @@ async fn repair(
         .iter()
         .map(|r| ident(r.get::<_, &str>(0)))
         .collect();
-    let cols = columns.join(", ");
-    let default_q = ctx.child(&default);
-    let pred = ctx.range_predicate(slot.from, slot.to);
-    let already: i64 = client
-        .query_one(&format!("SELECT count(*) FROM {child}"), &[])
-        .await?
-        .get(0);
-    let move_sql = |limit: Option<i64>| {
-        let pick = match limit {
-            Some(n) => {
-                format!("ctid = ANY(ARRAY(SELECT ctid FROM {default_q} WHERE {pred} LIMIT {n}))")
-            }
-            None => pred.clone(),
-        };
-        format!(
-            "WITH moved AS (DELETE FROM {default_q} WHERE {pick} RETURNING {cols}) INSERT INTO {child} ({cols}) SELECT {cols} FROM moved"
-        )
-    };
-    // Rows moved by this call: `already` counts what an earlier attempt (a retry after a
-    // lock timeout, or a killed run) moved, so `moved_total` must not be compared with it.
-    let mut moved_here = 0;
-    loop {
-        let tx = client.transaction().await?;
-        tx.batch_execute(&lock_timeout_sql(ctx)).await?;
-        let n = tx.execute(&move_sql(Some(REPAIR_BATCH_ROWS)), &[]).await? as i64;
-        tx.commit().await?;
-        *moved_total += n;
-        moved_here += n;
-        if n < REPAIR_BATCH_ROWS {
-            break;
-        }
-    }
-    // Last step, one transaction: hold off new rows into the default, move the stragglers,
-    // attach (which checks the default holds none of the slot), drop the helper CHECK.
-    // The parent is locked first: an insert already routed to the default and waiting on
-    // it would otherwise fail its re-check once the default's constraint narrows. Waiting
-    // inserts proceed after the commit, routed to the new partition.
+    Ok(names.join(", "))
+}
+
+/// Give the default partition's rows in `slot` a partition by making the default that
+/// partition (see [`Action::Repair`]), in one transaction under ACCESS EXCLUSIVE on the
+/// parent: no row is copied, so none is ever hidden and every UPDATE or DELETE finds its
+/// row; a crash at any point leaves the table as it was. The lock is held for one scan of
+/// the default (ATTACH checks its rows are in `slot`) plus moving the few rows outside it.
+async fn repair(
+    client: &mut Client,
+    ctx: &TableCtx,
+    slot: &RangeSlot,
+    moved: &mut i64,
+) -> Result<()> {
+    let default = ctx
+        .default_partition
+        .as_deref()
+        .ok_or_else(|| Error::Database("repair planned without a default partition".into()))?;
+    let d = ctx.child(default);
+    let range = format!("[{}, {})", ctx.show(slot.from), ctx.show(slot.to));
+    // Before any strong lock: how many rows would have to move (bounded), and whether
+    // moving them would fire anything.
     let tx = client.transaction().await?;
-    tx.batch_execute(&format!(
-        "{}; LOCK TABLE ONLY {} IN SHARE ROW EXCLUSIVE MODE; LOCK TABLE {default_q} IN SHARE ROW EXCLUSIVE MODE",
-        lock_timeout_sql(ctx),
-        ctx.parent()
-    ))
-    .await?;
-    let n = tx.execute(&move_sql(None), &[]).await? as i64;
-    tx.batch_execute(&action::repair_attach(ctx, slot).join("; "))
-        .await?;
-    let in_child: i64 = tx
-        .query_one(&format!("SELECT count(*) FROM {child}"), &[])
+    tx.batch_execute(&lock_timeout_sql(ctx)).await?;
+    let outside: i64 = tx
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM (SELECT FROM ONLY {d} WHERE NOT ({}) LIMIT {}) o",
+                ctx.range_predicate(slot.from, slot.to),
+                REPAIR_MAX_MOVED_ROWS + 1
+            ),
+            &[],
+        )
         .await?
         .get(0);
-    *moved_total += n;
-    moved_here += n;
-    if in_child != already + moved_here {
-        // Roll back rather than attach a partition whose count we can't explain.
-        return Err(Error::Database(format!(
-            "repair of {}: {} rows in the new partition, expected {}; rolled back",
-            slot.name,
-            in_child,
-            already + moved_here
+    let triggers: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass($1) AND NOT tgisinternal",
+            &[&d],
+        )
+        .await?
+        .get(0);
+    tx.commit().await?;
+    if outside > REPAIR_MAX_MOVED_ROWS {
+        return Err(Error::RepairRefused(format!(
+            "default partition {default} holds more than {REPAIR_MAX_MOVED_ROWS} rows outside {range} as well; making it the partition for {range} would move them under a lock that holds off every session of the table. Move the rows of the other ranges out by hand (or widen spec.range.interval), and the next pass repairs the rest"
         )));
+    }
+    if outside > 0 && triggers > 0 {
+        return Err(Error::RepairRefused(format!(
+            "default partition {default} holds {outside} rows outside {range}, and moving them to a new default would fire its {triggers} triggers; pgpart leaves them where they are. Move or delete them by hand, and the next pass repairs {range}"
+        )));
+    }
+    let cols = if outside > 0 {
+        Some(columns(client, ctx).await?)
+    } else {
+        None
+    };
+    let tx = client.transaction().await?;
+    tx.batch_execute(&lock_timeout_sql(ctx)).await?;
+    for st in action::repair(ctx, slot, cols.as_deref()) {
+        if st.starts_with("WITH moved") {
+            *moved = tx.execute(&st, &[]).await? as i64;
+        } else if !st.starts_with("--") {
+            tx.batch_execute(&st).await?;
+        }
     }
     tx.commit().await?;
     Ok(())

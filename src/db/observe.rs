@@ -70,6 +70,22 @@ SELECT json_build_object(
   'partitions', coalesce(ch.partitions, '[]'),
   'fingerprint', coalesce(ch.fingerprint, ''),
   'retiring', coalesce(rt.items, '[]'),
+  -- action::DEFAULT_GUARDS, left by pgpart before 0.3
+  'default_guard', EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = p.partdefid
+                             AND k.conname IN ('pgpart_default_guard', 'pgpart_default_guard_next')),
+  'referenced_by', (SELECT coalesce(json_agg(DISTINCT k.conrelid::regclass::text), '[]')
+                      FROM pg_constraint k WHERE k.contype = 'f' AND k.confrelid = p.oid),
+  -- standalone children of a killed repair before 0.3: action::BOUND_CHECK and OWNER_MARK,
+  -- with the parent's columns
+  'orphans', (SELECT coalesce(json_agg(r.relname ORDER BY r.relname), '[]')
+                FROM pg_class r
+                JOIN pg_constraint k ON k.conrelid = r.oid AND k.conname = 'pgpart_bound'
+               WHERE r.relnamespace = p.relnamespace AND r.relkind = 'r' AND NOT r.relispartition
+                 AND obj_description(r.oid, 'pg_class') = 'pgpart: managed partition'
+                 AND (SELECT array_agg(a.attname::text || ':' || a.atttypid ORDER BY a.attnum) FROM pg_attribute a
+                       WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped)
+                   = (SELECT array_agg(a.attname::text || ':' || a.atttypid ORDER BY a.attnum) FROM pg_attribute a
+                       WHERE a.attrelid = p.oid AND a.attnum > 0 AND NOT a.attisdropped)),
   'default_stats', (
     SELECT query_to_xml(CASE WHEN p.key1 IS NOT NULL
              THEN format('SELECT count(*) AS c, min(%1$I)::text AS lo, max(%1$I)::text AS hi FROM %2$I.%3$I', p.key1, dn.nspname, dc.relname)
@@ -96,6 +112,9 @@ struct RawTable {
     partitions: Vec<RawPartition>,
     fingerprint: String,
     retiring: Vec<(String, String)>,
+    default_guard: bool,
+    referenced_by: Vec<String>,
+    orphans: Vec<String>,
     default_stats: Option<String>,
     max_key: Option<String>,
 }
@@ -258,6 +277,9 @@ fn convert(raw: RawTable) -> Result<ObservedTable> {
         max_key,
         default_slot_keys: Vec::new(),
         retiring: raw.retiring,
+        default_guard: raw.default_guard,
+        referenced_by: raw.referenced_by,
+        orphans: raw.orphans,
         fingerprint: raw.fingerprint,
     })
 }

@@ -205,6 +205,9 @@ mod tests {
             max_key: None,
             default_slot_keys: vec![],
             retiring: vec![],
+            default_guard: false,
+            referenced_by: vec![],
+            orphans: vec![],
             fingerprint: String::new(),
         };
         crate::plan::plan(&validate(&spec).unwrap(), Some(&table), now).unwrap()

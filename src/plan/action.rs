@@ -45,13 +45,12 @@ pub fn parse_retiring_mark(
     Some((RetentionAction::MoveToSchema, Some(schema.to_string())))
 }
 
-/// Name of the CHECK added to a child that is filled before it is attached.
+/// Left by pgpart before 0.3 on a standalone child it was filling during a repair (a
+/// killed run left the child, and the rows in it, hidden): found and undone now.
 pub const BOUND_CHECK: &str = "pgpart_bound";
-/// Validated CHECK on the DEFAULT partition excluding the managed span from the current
-/// slot on: with it, ATTACH of a partition in that span need not scan the default
-/// (about 1 ms instead of 100+ ms with millions of rows there).
-pub const DEFAULT_GUARD: &str = "pgpart_default_guard";
-const DEFAULT_GUARD_NEXT: &str = "pgpart_default_guard_next";
+/// Left by pgpart before 0.3 on the DEFAULT partition: a CHECK that refused rows for slots
+/// not yet attached. Never added any more; removed wherever found.
+pub const DEFAULT_GUARDS: [&str; 2] = ["pgpart_default_guard", "pgpart_default_guard_next"];
 
 /// What every statement about one table needs to know.
 #[derive(Clone, Debug, PartialEq)]
@@ -138,16 +137,22 @@ pub enum Action {
     Adopt {
         partition: String,
     },
-    /// Replace the default partition's guard CHECK with one excluding [from, to).
-    GuardDefault {
-        from: KeyValue,
-        to: KeyValue,
+    /// Remove the CHECKs an older pgpart left on the default partition: they refuse rows.
+    DropDefaultGuard,
+    /// Put the rows of a standalone child an older pgpart's repair was filling when it was
+    /// killed back into the table (they are hidden until then), and drop the child.
+    RestoreOrphan {
+        table: String,
     },
     CreateDefault {
         partition: String,
     },
-    /// Create the slot's partition standalone, move its rows out of the default partition
-    /// in batches, then attach it.
+    /// Give the default partition's rows in `slot` (one or more grid slots of one gap
+    /// between partitions) a partition by making the default itself that partition, with a
+    /// new default beside it, in one short transaction: no row is copied, hidden or
+    /// changed, so every reader sees it and every UPDATE finds it. The few rows outside
+    /// `slot` (other gaps, NULL keys, keys retention has passed) move to the new default
+    /// in the same transaction.
     Repair {
         slot: RangeSlot,
     },
@@ -170,15 +175,16 @@ pub enum Action {
 }
 
 impl Action {
-    /// Execution order: finish detaches, create (oldest first), repair, default, retire.
+    /// Execution order: undo what a crash left, repair (so the creates after it attach
+    /// beside an empty default), create (oldest first), default, retire.
     pub fn order(&self) -> (u8, Option<KeyValue>) {
         match self {
-            Action::FinishDetach { .. } => (0, None),
-            Action::Adopt { .. } => (1, None),
-            Action::GuardDefault { .. } => (2, None),
+            Action::DropDefaultGuard | Action::FinishDetach { .. } => (0, None),
+            Action::RestoreOrphan { .. } | Action::Adopt { .. } => (1, None),
+            // Planned largest first: keep that order.
+            Action::Repair { .. } => (2, None),
             Action::CreateRange { slot } => (3, Some(slot.from)),
             Action::CreateList { .. } | Action::CreateHash { .. } => (3, None),
-            Action::Repair { slot } => (4, Some(slot.from)),
             Action::CreateDefault { .. } => (5, None),
             Action::Retire { .. } | Action::FinishRetire { .. } | Action::AbandonRetire { .. } => {
                 (6, None)
@@ -194,7 +200,8 @@ impl Action {
                 "create"
             }
             Action::Adopt { .. } => "adopt",
-            Action::GuardDefault { .. } => "guard_default",
+            Action::DropDefaultGuard => "drop_default_guard",
+            Action::RestoreOrphan { .. } => "restore_orphan",
             Action::CreateDefault { .. } => "create_default",
             Action::Repair { .. } => "repair",
             Action::Retire {
@@ -225,7 +232,8 @@ impl Action {
             | Action::Retire { partition, .. }
             | Action::FinishRetire { partition, .. }
             | Action::AbandonRetire { partition } => partition,
-            Action::GuardDefault { .. } => "",
+            Action::RestoreOrphan { table } => table,
+            Action::DropDefaultGuard => "",
         }
     }
 
@@ -259,21 +267,22 @@ impl Action {
             Action::Adopt { partition } => {
                 format!("adopt {partition} (matches the grid) on {parent}")
             }
-            Action::GuardDefault { from, to } => format!(
-                "guard default partition {} against keys in [{}, {}) so attaching needs no scan of it",
-                ctx.default_partition.as_deref().unwrap_or("?"),
-                ctx.show(*from),
-                ctx.show(*to)
+            Action::DropDefaultGuard => format!(
+                "remove the guard CHECK an older pgpart left on default partition {}: it refuses rows",
+                ctx.default_partition.as_deref().unwrap_or("?")
+            ),
+            Action::RestoreOrphan { table } => format!(
+                "put the rows of {table} (left standalone by a killed repair of an older pgpart) back into {parent}, then drop it"
             ),
             Action::CreateDefault { partition } => {
                 format!("create default partition {partition} on {parent}")
             }
             Action::Repair { slot } => format!(
-                "create {} for [{}, {}) and move its rows out of default partition {}",
+                "make default partition {} the partition {} for [{}, {}), where its rows are, with a new empty default",
+                ctx.default_partition.as_deref().unwrap_or("?"),
                 slot.name,
                 ctx.show(slot.from),
-                ctx.show(slot.to),
-                ctx.default_partition.as_deref().unwrap_or("?")
+                ctx.show(slot.to)
             ),
             Action::Retire {
                 partition,
@@ -334,35 +343,54 @@ pub fn mark_retiring(
     })
 }
 
-/// Repair's first transaction: the slot's child, standalone, with a CHECK of its bound
-/// (so the attach need not scan it once filled), marked as pgpart's.
-pub fn repair_create(ctx: &TableCtx, slot: &RangeSlot) -> Vec<String> {
+/// The repair's one transaction (see [`Action::Repair`]). `move_columns`: the columns to
+/// copy when rows outside the slot must go to the new default; `None` shows that step as
+/// a comment (for `plan`, which does not know yet whether there are any).
+pub fn repair(ctx: &TableCtx, slot: &RangeSlot, move_columns: Option<&str>) -> Vec<String> {
+    let default = ctx.default_partition.as_deref().unwrap_or_default();
+    let filled = ctx.child(&slot.name);
     let mut v = vec![
-        create_like(ctx, &slot.name),
+        format!("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE", ctx.parent()),
         format!(
-            "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})",
-            ctx.child(&slot.name),
-            ident(BOUND_CHECK),
-            ctx.range_predicate(slot.from, slot.to)
+            "ALTER TABLE {} RENAME TO {}",
+            ctx.child(default),
+            ident(&slot.name)
         ),
+        create_like(ctx, default),
     ];
+    let outside = format!("NOT ({})", ctx.range_predicate(slot.from, slot.to));
+    v.push(match move_columns {
+        Some(cols) => format!(
+            "WITH moved AS (DELETE FROM ONLY {filled} WHERE {outside} RETURNING {cols}) INSERT INTO {} ({cols}) SELECT {cols} FROM moved",
+            ctx.child(default)
+        ),
+        None => format!(
+            "-- only if it holds rows outside the slot: move them (WHERE {outside}) into the new {}",
+            ctx.child(default)
+        ),
+    });
+    v.push(detach(ctx, &slot.name, false));
+    v.push(attach(
+        ctx,
+        &slot.name,
+        &format!("FOR VALUES {}", ctx.range_bound_sql(slot.from, slot.to)),
+    ));
+    v.push(attach(ctx, default, "DEFAULT"));
     v.extend(mark_owned(ctx, &slot.name));
     v
 }
 
-/// Repair's last statements: attach the filled child, drop its helper CHECK.
-pub fn repair_attach(ctx: &TableCtx, slot: &RangeSlot) -> [String; 2] {
-    [
-        attach(
-            ctx,
-            &slot.name,
-            &format!("FOR VALUES {}", ctx.range_bound_sql(slot.from, slot.to)),
-        ),
+/// Un-hide an orphan's rows through the parent and drop it, in one transaction (see
+/// [`Action::RestoreOrphan`]); `columns` as for [`repair`].
+pub fn restore_orphan(ctx: &TableCtx, table: &str, columns: Option<&str>) -> Vec<String> {
+    let cols = columns.unwrap_or("<its columns but generated ones>");
+    vec![
         format!(
-            "ALTER TABLE {} DROP CONSTRAINT {}",
-            ctx.child(&slot.name),
-            ident(BOUND_CHECK)
+            "INSERT INTO {} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM {}",
+            ctx.parent(),
+            ctx.child(table)
         ),
+        format!("DROP TABLE {}", ctx.child(table)),
     ]
 }
 
@@ -441,29 +469,24 @@ pub fn statements(action: &Action, ctx: &TableCtx, concurrent_detach: bool) -> V
             &format!("FOR VALUES WITH (MODULUS {modulus}, REMAINDER {remainder})"),
         ),
         Action::Adopt { partition } => mark_owned(ctx, partition).to_vec(),
-        Action::GuardDefault { from, to } => guard_default(ctx, *from, *to)
-            .into_iter()
-            .flatten()
+        Action::DropDefaultGuard => DEFAULT_GUARDS
+            .iter()
+            .map(|g| {
+                format!(
+                    "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
+                    ctx.child(ctx.default_partition.as_deref().unwrap_or_default()),
+                    ident(g)
+                )
+            })
             .collect(),
+        Action::RestoreOrphan { table } => restore_orphan(ctx, table, None),
         Action::CreateDefault { partition } => {
             vec![
                 create_like(ctx, partition),
                 attach(ctx, partition, "DEFAULT"),
             ]
         }
-        Action::Repair { slot } => {
-            let default = ctx.default_partition.as_deref().unwrap_or_default();
-            let mut v = repair_create(ctx, slot);
-            v.push(format!(
-                "-- in batches, each its own transaction: move rows of [{}, {}) from {} into {}",
-                ctx.show(slot.from),
-                ctx.show(slot.to),
-                ctx.child(default),
-                ctx.child(&slot.name)
-            ));
-            v.extend(repair_attach(ctx, slot));
-            v
-        }
+        Action::Repair { slot } => repair(ctx, slot, None),
         Action::Retire {
             partition,
             action,
@@ -490,71 +513,6 @@ pub fn statements(action: &Action, ctx: &TableCtx, concurrent_detach: bool) -> V
             ))
         )],
     }
-}
-
-/// The guard's three steps, each its own transaction: add the new CHECK unvalidated (brief
-/// lock), validate it (SHARE UPDATE EXCLUSIVE: inserts continue during the scan), swap names.
-pub fn guard_default(ctx: &TableCtx, from: KeyValue, to: KeyValue) -> [Vec<String>; 3] {
-    let default = ctx.child(ctx.default_partition.as_deref().unwrap_or_default());
-    let key = ident(ctx.key_column.as_deref().unwrap_or_default());
-    let kind = ctx.kind();
-    let mut outside = Vec::new();
-    if from != KeyValue::Min {
-        outside.push(format!("{key} < {}", render_key_value(from, kind)));
-    }
-    if to != KeyValue::Max {
-        outside.push(format!("{key} >= {}", render_key_value(to, kind)));
-    }
-    let check = if outside.is_empty() {
-        "false".to_string()
-    } else {
-        outside.join(" OR ")
-    };
-    [
-        vec![
-            format!(
-                "ALTER TABLE {default} DROP CONSTRAINT IF EXISTS {}",
-                ident(DEFAULT_GUARD_NEXT)
-            ),
-            format!(
-                "ALTER TABLE {default} ADD CONSTRAINT {} CHECK ({check}) NOT VALID",
-                ident(DEFAULT_GUARD_NEXT)
-            ),
-        ],
-        vec![format!(
-            "ALTER TABLE {default} VALIDATE CONSTRAINT {}",
-            ident(DEFAULT_GUARD_NEXT)
-        )],
-        vec![
-            format!(
-                "ALTER TABLE {default} DROP CONSTRAINT IF EXISTS {}",
-                ident(DEFAULT_GUARD)
-            ),
-            format!(
-                "ALTER TABLE {default} RENAME CONSTRAINT {} TO {}",
-                ident(DEFAULT_GUARD_NEXT),
-                ident(DEFAULT_GUARD)
-            ),
-        ],
-    ]
-}
-
-/// Undo a guard that could not be validated (the default holds rows in the span).
-pub fn drop_guard_next(ctx: &TableCtx) -> String {
-    format!(
-        "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
-        ctx.child(ctx.default_partition.as_deref().unwrap_or_default()),
-        ident(DEFAULT_GUARD_NEXT)
-    )
-}
-
-/// Remove the guard altogether: attaches scan the default again, and nothing is refused.
-pub fn drop_guard(ctx: &TableCtx) -> String {
-    format!(
-        "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
-        ctx.child(ctx.default_partition.as_deref().unwrap_or_default()),
-        ident(DEFAULT_GUARD)
-    )
 }
 
 /// What follows a retiring partition's detach, in one transaction.

@@ -15,10 +15,12 @@ use crate::policy::validate::{Keep, Kind, MAX_IDENT_BYTES, RangePolicy, ValidPol
 /// A range policy never plans more slots than this in one pass: a typo like
 /// `startFrom: 1900-01-01` with hourly partitions must not create a million tables.
 pub const MAX_SLOTS: usize = 5000;
-/// Below this many (estimated) rows in the default partition, attaches just scan it.
-pub const GUARD_MIN_DEFAULT_ROWS: i64 = 100_000;
-/// At most this many slots are repaired out of the default partition per pass.
+/// At most this many of the default partition's occupied slots are found per pass (one
+/// indexed `min()` each) and repaired.
 pub const MAX_REPAIR_SLOTS: usize = 100;
+/// Occupied slots with at most this many empty slots between them are repaired into one
+/// partition; farther apart (say, a stray row a year ahead), each gets its own.
+pub const REPAIR_MAX_EMPTY_SLOTS: usize = 2;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
@@ -96,6 +98,27 @@ pub fn plan(
     let mut actions = Vec::new();
     let mut findings = Vec::new();
 
+    if table.default_guard && default.is_some() {
+        actions.push(Action::DropDefaultGuard);
+        findings.push(finding(
+            "DefaultGuardLeft",
+            format!(
+                "default partition {} carries a guard CHECK an older pgpart left; it refuses rows, so this pass removes it",
+                default.clone().unwrap_or_default()
+            ),
+        ));
+    }
+    for orphan in &table.orphans {
+        actions.push(Action::RestoreOrphan {
+            table: orphan.clone(),
+        });
+        findings.push(finding(
+            "HiddenRows",
+            format!(
+                "{orphan} is a standalone table an older pgpart's repair left when it was killed; its rows are not visible through {qualified} until this pass puts them back"
+            ),
+        ));
+    }
     for p in table.partitions.iter().filter(|p| p.detach_pending) {
         actions.push(Action::FinishDetach {
             partition: p.name.clone(),
@@ -413,14 +436,90 @@ impl Grid<'_> {
     /// The name of a partition that fills part of a slot: `<table>_bridge_<start>`, so a
     /// person sees it is not on the grid, and where it begins.
     fn bridge_name(&self, from: KeyValue) -> String {
-        let start = match from {
+        format!("{}_bridge_{}", self.table, self.start_label(from))
+    }
+
+    /// The name of a partition a repair made of more than one slot:
+    /// `<table>_repaired_<start>`.
+    fn repaired_name(&self, from: KeyValue) -> String {
+        format!("{}_repaired_{}", self.table, self.start_label(from))
+    }
+
+    fn start_label(&self, from: KeyValue) -> String {
+        match from {
             KeyValue::Time(t) => self.local_of(t).format("%Y%m%d%H%M").to_string(),
             KeyValue::Int(i) => i.to_string(),
             KeyValue::Min => "min".into(),
             KeyValue::Max => "max".into(),
-        };
-        format!("{}_bridge_{start}", self.table)
+        }
     }
+
+    /// The start of the slot `n` slots after the one holding `key`.
+    fn start_after(&self, interval: Interval, key: KeyValue, n: usize) -> Option<KeyValue> {
+        let mut at = self.slot_start_at(interval, self.slot_of(interval, key)?.to)?;
+        for _ in 1..n {
+            at = self.next(interval, at)?;
+        }
+        Some(self.slot_at(interval, at)?.from)
+    }
+}
+
+/// Where a repair gives the default partition's rows a home (see [`Action::Repair`]): for
+/// each run of occupied slots inside one gap between partitions (at most
+/// [`REPAIR_MAX_EMPTY_SLOTS`] empty slots inside a run, none that retention has passed),
+/// the range from its first slot to the end of its last, clipped to the gap. The run with
+/// the most occupied slots first: the first conversion moves the rows of all the others
+/// into the new default, so it should be the one that leaves the fewest behind.
+fn repair_ranges(
+    grid: &Grid,
+    interval: Interval,
+    keys: &[KeyValue],
+    spans: &[(KeyValue, KeyValue)],
+    cutoff: Option<KeyValue>,
+) -> Result<Vec<RangeSlot>> {
+    // (range, occupied slots in it)
+    let mut runs: Vec<(KeyValue, KeyValue, usize)> = Vec::new();
+    for &k in keys {
+        let Some(slot) = grid.slot_of(interval, k) else {
+            continue;
+        };
+        if cutoff.is_some_and(|c| slot.to <= c) {
+            continue;
+        }
+        // The part of the slot no partition takes, around the key.
+        let Some((from, to)) = uncovered(slot.from, slot.to, spans)
+            .into_iter()
+            .find(|(f, t)| *f <= k && k < *t)
+        else {
+            continue;
+        };
+        match runs.last_mut() {
+            Some((_, end, n)) if uncovered(*end, from, spans) == [(*end, from)] || *end == from => {
+                let near = grid
+                    .start_after(interval, *end, REPAIR_MAX_EMPTY_SLOTS + 1)
+                    .is_some_and(|limit| from <= limit);
+                if near || *end == from {
+                    *end = to;
+                    *n += 1;
+                } else {
+                    runs.push((from, to, 1));
+                }
+            }
+            _ => runs.push((from, to, 1)),
+        }
+    }
+    runs.sort_by(|a, b| b.2.cmp(&a.2).then(b.0.cmp(&a.0)));
+    runs.into_iter()
+        .map(|(from, to, _)| {
+            let name = match grid.slot_of(interval, from) {
+                Some(s) if s.from == from && s.to == to => s.name,
+                _ => grid.repaired_name(from),
+            };
+            let slot = RangeSlot { name, from, to };
+            check_name_length(&slot)?;
+            Ok(slot)
+        })
+        .collect()
 }
 
 fn floor_div(a: i64, b: i64) -> i64 {
@@ -480,7 +579,19 @@ fn plan_range(
         .collect();
     ranges.sort_by_key(|(_, f, _)| *f);
     let spans: Vec<(KeyValue, KeyValue)> = ranges.iter().map(|(_, f, t)| (*f, *t)).collect();
-    let repair = policy.on_rows == OnRows::Repair && table.default_rows.rows > 0;
+    let mut repair = policy.on_rows == OnRows::Repair && table.default_rows.rows > 0;
+    if repair && !table.referenced_by.is_empty() {
+        // DETACH of the default checks every referencing row against it, and fails on any.
+        repair = false;
+        findings.push(finding(
+            "RepairRefused",
+            format!(
+                "the default partition's rows are not repaired: {} has foreign keys referencing it (from {}), and re-attaching the default as a partition would have to re-check every one; its rows stay in the default, reported",
+                table.qualified_name(),
+                table.referenced_by.join(", ")
+            ),
+        ));
+    }
 
     // "Now" on the key's axis, the slot holding it, and the last slot premake asks for.
     let (now_key, current, horizon) = match r.interval {
@@ -537,24 +648,29 @@ fn plan_range(
         _ => None,
     };
 
-    // Slots holding rows in the default partition. Without a scan of the default, its
-    // oldest and newest keys stand for them (never the whole span between).
-    let occupied: Vec<RangeSlot> = {
-        let keys: Vec<KeyValue> = if table.default_slot_keys.is_empty() {
-            [table.default_rows.min_key, table.default_rows.max_key]
-                .into_iter()
-                .flatten()
-                .collect()
-        } else {
-            table.default_slot_keys.clone()
-        };
-        let mut v: Vec<RangeSlot> = keys
+    // Keys of the default partition's rows, one per occupied slot. Without a scan of the
+    // default, its oldest and newest keys stand for them (never the whole span between).
+    let mut default_keys: Vec<KeyValue> = if table.default_slot_keys.is_empty() {
+        [table.default_rows.min_key, table.default_rows.max_key]
             .into_iter()
-            .filter_map(|k| grid.slot_of(r.interval, k))
+            .flatten()
+            .collect()
+    } else {
+        table.default_slot_keys.clone()
+    };
+    default_keys.sort();
+    let occupied: Vec<RangeSlot> = {
+        let mut v: Vec<RangeSlot> = default_keys
+            .iter()
+            .filter_map(|k| grid.slot_of(r.interval, *k))
             .collect();
-        v.sort_by_key(|s| s.from);
         v.dedup_by_key(|s| s.from);
         v
+    };
+    let repairs = if repair {
+        repair_ranges(&grid, r.interval, &default_keys, &spans, cutoff)?
+    } else {
+        Vec::new()
     };
 
     // The slots this pass must see to: the window from `first` to `horizon`, walked over
@@ -597,14 +713,6 @@ fn plan_range(
             None => break,
         }
     }
-    if repair {
-        for o in occupied.iter().take(MAX_REPAIR_SLOTS) {
-            if !slots.iter().any(|s| s.from == o.from) && cutoff.is_none_or(|c| o.to > c) {
-                slots.push(o.clone());
-            }
-        }
-        slots.sort_by_key(|s| s.from);
-    }
 
     // Names: over-long or duplicate names are errors, never truncation collisions.
     let mut names = std::collections::BTreeMap::new();
@@ -634,15 +742,20 @@ fn plan_range(
         }
     }
 
-    let mut repairs = 0;
+    for r in &repairs {
+        actions.push(Action::Repair { slot: r.clone() });
+    }
+    let mut covered_now = spans.clone();
+    covered_now.extend(repairs.iter().map(|s| (s.from, s.to)));
+    covered_now.sort();
     for s in &slots {
-        if spans.iter().any(|(f, t)| *f == s.from && *t == s.to) {
+        if covered_now.iter().any(|(f, t)| *f == s.from && *t == s.to) {
             continue;
         }
         let holds_default_rows = occupied.iter().any(|o| o.from == s.from);
         // A slot partly covered by partitions that are not on the grid (made by hand, or
         // under another interval): bridge partitions of exactly the missing ranges.
-        let missing = uncovered(s.from, s.to, &spans);
+        let missing = uncovered(s.from, s.to, &covered_now);
         if missing.is_empty() {
             continue;
         }
@@ -662,12 +775,7 @@ fn plan_range(
             }
             continue;
         }
-        if repair && holds_default_rows {
-            if repairs < MAX_REPAIR_SLOTS {
-                repairs += 1;
-                actions.push(Action::Repair { slot: s.clone() });
-            }
-        } else if holds_default_rows {
+        if holds_default_rows {
             // Attaching would fail ("would be violated by some row"): report, touch nothing.
             findings.push(blocked(s, kind));
         } else {
@@ -681,38 +789,6 @@ fn plan_range(
             _ => None,
         })
         .collect();
-    let current_slot = grid.slot_at(r.interval, current);
-
-    // With a large DEFAULT partition, guard it against the span from the current slot on,
-    // so the attaches need no scan of it. Only from the current slot on: retention never
-    // retires there, and older keys keep a home in the default. A small default is simply
-    // scanned: the guard refuses rows for the new slots from its creation until their
-    // attach, a window worth having only when the scan it saves is long.
-    if table
-        .default_partition()
-        .is_some_and(|d| d.estimated_rows >= GUARD_MIN_DEFAULT_ROWS)
-        && let Some(current) = &current_slot
-        && creates.iter().any(|(f, _)| *f >= current.from)
-    {
-        let mut all = spans.clone();
-        all.extend(creates.iter().copied());
-        all.sort();
-        let mut end: Option<KeyValue> = None;
-        for (f, t) in all {
-            match end {
-                None if f == current.from => end = Some(t),
-                Some(e) if f == e => end = Some(t),
-                _ => {}
-            }
-        }
-        if let Some(to) = end {
-            actions.push(Action::GuardDefault {
-                from: current.from,
-                to,
-            });
-        }
-    }
-
     // Gaps between existing partitions, before anything is created.
     for w in ranges.windows(2) {
         let (a, b) = (&w[0], &w[1]);
@@ -971,6 +1047,9 @@ mod tests {
             max_key: None,
             default_slot_keys: vec![],
             retiring: vec![],
+            default_guard: false,
+            referenced_by: vec![],
+            orphans: vec![],
             fingerprint: String::new(),
         }
     }
@@ -1161,6 +1240,130 @@ mod tests {
         let plan_ = super::plan(&p, Some(&tb), at(2026, 11, 22, 0)).unwrap();
         assert!(reasons(&plan_).contains(&"BlockedByDefaultRows"));
         assert!(reasons(&plan_).contains(&"Hole"), "{:?}", plan_.findings);
+    }
+
+    /// Daily partitions from 11-16 to 11-19 and a default holding rows on these days.
+    fn daily_with_default_rows(days: &[NaiveDateTime]) -> ObservedTable {
+        let mut tb = table(
+            (16..20)
+                .map(|d| {
+                    part(
+                        &format!("events_p202611{d}"),
+                        t(2026, 11, d),
+                        t(2026, 11, d + 1),
+                        true,
+                    )
+                })
+                .collect(),
+        );
+        tb.partitions.push(ObservedPartition {
+            bound: Bound::Default,
+            ..part("events_default", t(2000, 1, 1), t(2000, 1, 2), true)
+        });
+        tb.default_rows.rows = 100;
+        tb.default_slot_keys = days.iter().map(|d| kv(*d + Duration::hours(5))).collect();
+        tb
+    }
+
+    fn repairs(p: &Plan) -> Vec<(String, KeyValue, KeyValue)> {
+        p.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Repair { slot } => Some((slot.name.clone(), slot.from, slot.to)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_backlog_becomes_one_partition_and_strays_their_own() {
+        let p = policy(
+            "range: {interval: 1 day, premake: 3}\ndefaultPartition: {create: true, onRows: Repair}",
+        );
+        let now = at(2026, 11, 22, 12);
+        // Three days in a row, one more after one empty day: one range, made first.
+        let tb = daily_with_default_rows(&[
+            t(2026, 11, 20),
+            t(2026, 11, 21),
+            t(2026, 11, 23),
+            t(2026, 11, 22),
+        ]);
+        let plan_ = super::plan(&p, Some(&tb), now).unwrap();
+        assert_eq!(
+            repairs(&plan_),
+            [(
+                "events_repaired_202611200000".to_string(),
+                kv(t(2026, 11, 20)),
+                kv(t(2026, 11, 24))
+            )]
+        );
+        assert!(matches!(plan_.actions.first(), Some(Action::Repair { .. })));
+        // The window's slots inside the repaired range are not created again; the rest are.
+        let made: Vec<_> = creates(&plan_).into_iter().map(|c| c.0).collect();
+        assert_eq!(
+            made,
+            [
+                "events_repaired_202611200000",
+                "events_p20261124",
+                "events_p20261125"
+            ]
+        );
+        assert!(!reasons(&plan_).contains(&"Hole"), "{:?}", plan_.findings);
+
+        // A stray row in 1970 and one a year ahead: each its own slot, after the backlog.
+        let tb = daily_with_default_rows(&[
+            t(1970, 1, 1),
+            t(2026, 11, 20),
+            t(2026, 11, 21),
+            t(2027, 11, 1),
+        ]);
+        let plan_ = super::plan(&p, Some(&tb), now).unwrap();
+        let names: Vec<_> = repairs(&plan_).into_iter().map(|r| r.0).collect();
+        assert_eq!(
+            names,
+            [
+                "events_repaired_202611200000",
+                "events_p20271101",
+                "events_p19700101"
+            ]
+        );
+
+        // Retention has passed 1970: that row stays in the default, no partition for it.
+        let p = policy(
+            "range: {interval: 1 day, premake: 3}\ndefaultPartition: {create: true, onRows: Repair}\nretention: {keep: 30 days}",
+        );
+        let plan_ = super::plan(&p, Some(&tb), now).unwrap();
+        let names: Vec<_> = repairs(&plan_).into_iter().map(|r| r.0).collect();
+        assert_eq!(names, ["events_repaired_202611200000", "events_p20271101"]);
+    }
+
+    #[test]
+    fn a_repair_is_refused_for_a_referenced_table_and_leftovers_are_undone() {
+        let p = policy(
+            "range: {interval: 1 day, premake: 3}\ndefaultPartition: {create: true, onRows: Repair}",
+        );
+        let now = at(2026, 11, 22, 12);
+        let mut tb = daily_with_default_rows(&[t(2026, 11, 20)]);
+        tb.referenced_by = vec!["public.comments".into()];
+        let plan_ = super::plan(&p, Some(&tb), now).unwrap();
+        assert!(repairs(&plan_).is_empty(), "{:?}", plan_.actions);
+        assert!(reasons(&plan_).contains(&"RepairRefused"));
+        assert!(reasons(&plan_).contains(&"RowsInDefault"));
+
+        let mut tb = daily_with_default_rows(&[]);
+        tb.default_rows.rows = 0;
+        tb.default_guard = true;
+        tb.orphans = vec!["events_p20261120".into()];
+        let plan_ = super::plan(&p, Some(&tb), now).unwrap();
+        assert_eq!(plan_.actions[0], Action::DropDefaultGuard);
+        assert_eq!(
+            plan_.actions[1],
+            Action::RestoreOrphan {
+                table: "events_p20261120".into()
+            }
+        );
+        assert!(reasons(&plan_).contains(&"HiddenRows"));
+        assert!(reasons(&plan_).contains(&"DefaultGuardLeft"));
     }
 
     #[test]

@@ -129,6 +129,12 @@ pub struct ObservedTable {
     pub default_slot_keys: Vec<KeyValue>,
     /// Detached tables of this schema still marked as being retired: (name, comment).
     pub retiring: Vec<(String, String)>,
+    /// The default partition carries a guard CHECK an older pgpart left (it refuses rows).
+    pub default_guard: bool,
+    /// Tables with a foreign key referencing this one.
+    pub referenced_by: Vec<String>,
+    /// Standalone tables a killed repair of an older pgpart left, holding hidden rows.
+    pub orphans: Vec<String>,
     /// A digest of the partitions as observed: a plan made from it is stale once the
     /// table's fingerprint differs.
     pub fingerprint: String,

@@ -62,7 +62,10 @@ pub enum Keep {
 
 pub const DEFAULT_PREMAKE: u32 = 4;
 pub const DEFAULT_RETIRE_PER_PASS: u32 = 10;
-pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one of pgpart's lock requests may queue, and so the longest any other session
+/// can wait behind it. Short: pgpart does not queue behind a long holder at all (it waits
+/// for it to finish, then asks), and retries a timed-out request (see db::execute).
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_millis(20);
 pub const DEFAULT_EVERY: Duration = Duration::from_secs(3600);
 
 /// PostgreSQL's identifier limit (NAMEDATALEN - 1).
