@@ -60,6 +60,8 @@ on_both_majors!(
     quoted_identifiers_repair_and_retention,
     off_grid_foreign_partition_is_left_alone_and_bridged,
     stray_rows_in_default_do_not_block_premake,
+    what_an_earlier_repair_left_is_shown_and_undone,
+    a_referenced_table_is_not_repaired,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -2020,5 +2022,145 @@ async fn apply_json_reports_each_table_and_a_hole_is_an_error() {
         serde_json::json!(["[2026-12-01T00:00:00Z, 2027-01-01T00:00:00Z)"]),
         "{doc:#}"
     );
+    db.drop_db().await;
+}
+
+/// An earlier pgpart's repair, killed, left a guard CHECK on the default (it refuses rows
+/// for the guarded days) and a standalone child holding rows no reader sees. `plan` and
+/// `status` show both; `apply` removes the guard and puts the rows back.
+async fn what_an_earlier_repair_left_is_shown_and_undone(server: &Server) {
+    let db = TestDb::create(server).await;
+    let c = &db.client;
+    sql(c, BACKLOG_TABLE).await;
+    let now = "2026-11-16T08:00:00Z";
+    applied(
+        &cli::apply(&db.url, &backlog_policy("Report"), now).await,
+        "initial apply at D-3",
+    );
+    sql(
+        c,
+        "ALTER TABLE public.events_default ADD CONSTRAINT pgpart_default_guard
+             CHECK (at < '2026-11-20 00:00:00+00' OR at >= '2026-11-23 00:00:00+00') NOT VALID;
+         CREATE TABLE public.events_p20261124 (LIKE public.events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED);
+         ALTER TABLE public.events_p20261124 ADD CONSTRAINT pgpart_bound
+             CHECK (at IS NOT NULL AND at >= '2026-11-24 00:00:00+00' AND at < '2026-11-25 00:00:00+00');
+         COMMENT ON TABLE public.events_p20261124 IS 'pgpart: managed partition';
+         INSERT INTO public.events_p20261124 (id, at, kind, payload)
+           SELECT g, timestamptz '2026-11-24 00:00:00+00' + g * interval '1 minute', 'hidden', 'h' || g
+             FROM generate_series(1, 500) g;",
+    )
+    .await;
+    // The guard refuses a row PostgreSQL would otherwise take into the default.
+    let refused = c
+        .batch_execute("INSERT INTO public.events (at, kind, payload) VALUES ('2026-11-21 10:00:00+00', 'x', 'y')")
+        .await;
+    assert!(refused.is_err(), "the old guard should refuse the row");
+    let before = cli::count(c, "public.events").await;
+
+    let doc = cli::plan_json(&db.url, &backlog_policy("Repair"), now).await;
+    let p = plan_for(&doc, "public.events");
+    let reasons: Vec<&str> = p["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["reason"].as_str().unwrap())
+        .collect();
+    assert!(reasons.contains(&"DefaultGuardLeft"), "{doc:#}");
+    assert!(reasons.contains(&"HiddenRows"), "{doc:#}");
+    let status = cli::pgpart(&["status", "--database-url", &db.url]).await;
+    status.ok("status");
+    assert!(
+        status.stdout.contains("default guard")
+            && status.stdout.contains("hidden rows: events_p20261124"),
+        "status should show what was left:\n{}",
+        status.both()
+    );
+
+    applied(
+        &cli::apply(&db.url, &backlog_policy("Repair"), now).await,
+        "apply undoes what was left",
+    );
+    assert_eq!(
+        cli::count(c, "public.events").await,
+        before + 500,
+        "the hidden rows are back"
+    );
+    assert!(!cli::exists(c, "public.events_p20261124").await);
+    assert_eq!(
+        one_i64(
+            c,
+            "SELECT count(*) FROM public.events WHERE kind = 'hidden'"
+        )
+        .await,
+        500
+    );
+    sql(
+        c,
+        "INSERT INTO public.events (at, kind, payload) VALUES ('2026-11-21 10:00:00+00', 'x', 'y')",
+    )
+    .await;
+    let doc = cli::plan_json(&db.url, &backlog_policy("Repair"), now).await;
+    let p = plan_for(&doc, "public.events");
+    assert!(
+        !p["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["reason"] == "DefaultGuardLeft" || f["reason"] == "HiddenRows"),
+        "{doc:#}"
+    );
+    db.drop_db().await;
+}
+
+/// Another table's foreign key references the table: Repair is refused at plan time with
+/// the reason, nothing is made, and the rows stay in the default.
+async fn a_referenced_table_is_not_repaired(server: &Server) {
+    let db = TestDb::create(server).await;
+    let c = &db.client;
+    sql(
+        c,
+        "CREATE TABLE public.events (id bigint NOT NULL, at timestamptz NOT NULL, PRIMARY KEY (id, at))
+             PARTITION BY RANGE (at);
+         CREATE TABLE public.events_default PARTITION OF public.events DEFAULT;
+         INSERT INTO public.events SELECT g, timestamptz '2026-11-20 00:00:00+00' + g * interval '1 minute' FROM generate_series(1, 100) g;
+         CREATE TABLE public.notes (id bigint, at timestamptz, FOREIGN KEY (id, at) REFERENCES public.events);
+         INSERT INTO public.notes SELECT id, at FROM public.events WHERE id <= 10;",
+    )
+    .await;
+    let now = "2026-11-22T12:00:00Z";
+    let doc = cli::plan_json(&db.url, &backlog_policy("Repair"), now).await;
+    let p = plan_for(&doc, "public.events");
+    let refused = p["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["reason"] == "RepairRefused")
+        .unwrap_or_else(|| panic!("no RepairRefused: {doc:#}"));
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("public.notes"),
+        "{refused:#}"
+    );
+    assert!(
+        !p["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "repair"),
+        "{doc:#}"
+    );
+    let names_before = cli::partition_names(c, "public.events").await;
+    let _ = cli::apply(&db.url, &backlog_policy("Repair"), now).await;
+    assert_eq!(cli::count(c, "public.events_default").await, 100);
+    let names = cli::partition_names(c, "public.events").await;
+    assert!(
+        names
+            .iter()
+            .all(|n| names_before.contains(n) || !n.starts_with("events_repaired")),
+        "{names:?}"
+    );
+    assert_eq!(cli::count(c, "public.notes").await, 10);
     db.drop_db().await;
 }

@@ -297,7 +297,10 @@ async fn apply_one(
     }
     let mut print = |o: &Outcome| match &o.result {
         _ if !text => {}
-        Ok(()) if o.rows > 0 => println!("{table}: {} ({} rows moved)", o.description, o.rows),
+        Ok(()) if o.rows > 0 => println!(
+            "{table}: {} ({} rows moved to the new default)",
+            o.description, o.rows
+        ),
         Ok(()) => println!("{table}: {}", o.description),
         Err(e) => println!(
             "{table}: FAILED {}: {e} (policy {policy_name})",

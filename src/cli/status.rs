@@ -103,12 +103,29 @@ pub async fn status(url: &str, table: Option<&str>, output: Output) -> Result<()
                 for g in &gaps {
                     println!("  gap: no partition for {g}");
                 }
+                // What a crash (or an earlier version) left: the next apply finishes it.
+                if t.default_guard {
+                    println!(
+                        "  default guard: a CHECK an earlier pgpart left on the default refuses rows; the next apply removes it"
+                    );
+                }
+                for o in &t.orphans {
+                    println!(
+                        "  hidden rows: {o} is a standalone table a killed repair left; the next apply puts its rows back"
+                    );
+                }
+                for (name, comment) in &t.retiring {
+                    println!("  retiring: {name} ({comment}); the next apply finishes it");
+                }
             }
             Output::Json => docs.push(json!({
                 "table": format!("{}.{}", t.schema, t.name),
                 "strategy": t.strategy.as_str(),
                 "defaultPartitionRows": t.default_rows.rows,
                 "gaps": gaps,
+                "defaultGuard": t.default_guard,
+                "hiddenRowTables": t.orphans,
+                "retiring": t.retiring.iter().map(|(n, _)| n).collect::<Vec<_>>(),
                 "partitions": parts.iter().map(|p| json!({
                     "name": p.name, "bound": show(&p.bound), "bytes": p.bytes,
                     "estimatedRows": p.estimated_rows, "managed": p.managed, "detachPending": p.detach_pending,

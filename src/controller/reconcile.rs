@@ -133,7 +133,10 @@ async fn reconcile_pass(
                 Ok(()) if o.rows > 0 => event(
                     EventType::Normal,
                     event_reason(o.action.kind()),
-                    format!("{} ({} rows moved)", o.description, o.rows),
+                    format!(
+                        "{} ({} rows moved to the new default)",
+                        o.description, o.rows
+                    ),
                 ),
                 Ok(()) => event(
                     EventType::Normal,

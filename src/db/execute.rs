@@ -35,7 +35,7 @@ const ADVISORY_NAMESPACE: i32 = 0x7067_7074;
 pub struct Outcome {
     pub action: Action,
     pub description: String,
-    /// Rows moved, for repairs.
+    /// For a repair: the rows outside its range that moved to the new default.
     pub rows: i64,
     pub result: Result<()>,
 }

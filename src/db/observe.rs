@@ -70,12 +70,15 @@ SELECT json_build_object(
   'partitions', coalesce(ch.partitions, '[]'),
   'fingerprint', coalesce(ch.fingerprint, ''),
   'retiring', coalesce(rt.items, '[]'),
-  -- action::DEFAULT_GUARDS, left by pgpart before 0.3
+  -- action::DEFAULT_GUARDS, left by earlier versions of pgpart
   'default_guard', EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = p.partdefid
                              AND k.conname IN ('pgpart_default_guard', 'pgpart_default_guard_next')),
-  'referenced_by', (SELECT coalesce(json_agg(DISTINCT k.conrelid::regclass::text), '[]')
-                      FROM pg_constraint k WHERE k.contype = 'f' AND k.confrelid = p.oid),
-  -- standalone children of a killed repair before 0.3: action::BOUND_CHECK and OWNER_MARK,
+  'referenced_by', (SELECT coalesce(json_agg(DISTINCT rn.nspname || '.' || r.relname), '[]')
+                      FROM pg_constraint k
+                      JOIN pg_class r ON r.oid = k.conrelid
+                      JOIN pg_namespace rn ON rn.oid = r.relnamespace
+                     WHERE k.contype = 'f' AND k.confrelid = p.oid),
+  -- standalone children of a killed repair in earlier versions: action::BOUND_CHECK and OWNER_MARK,
   -- with the parent's columns
   'orphans', (SELECT coalesce(json_agg(r.relname ORDER BY r.relname), '[]')
                 FROM pg_class r

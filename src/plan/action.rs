@@ -45,10 +45,10 @@ pub fn parse_retiring_mark(
     Some((RetentionAction::MoveToSchema, Some(schema.to_string())))
 }
 
-/// Left by pgpart before 0.3 on a standalone child it was filling during a repair (a
+/// Left by earlier versions of pgpart on a standalone child it was filling during a repair (a
 /// killed run left the child, and the rows in it, hidden): found and undone now.
 pub const BOUND_CHECK: &str = "pgpart_bound";
-/// Left by pgpart before 0.3 on the DEFAULT partition: a CHECK that refused rows for slots
+/// Left by earlier versions of pgpart on the DEFAULT partition: a CHECK that refused rows for slots
 /// not yet attached. Never added any more; removed wherever found.
 pub const DEFAULT_GUARDS: [&str; 2] = ["pgpart_default_guard", "pgpart_default_guard_next"];
 

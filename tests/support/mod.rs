@@ -6,3 +6,4 @@ pub mod faults;
 pub mod helm;
 pub mod kube;
 pub mod pg;
+pub mod traffic;
