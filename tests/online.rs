@@ -414,7 +414,9 @@ async fn harness_sees_what_a_batch_move_hides(server: &Server) {
             break;
         }
     }
-    traffic.until_ops(1_000).await;
+    tokio::time::timeout(Duration::from_secs(120), traffic.until_each_kind_missed())
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the harness did not see every kind of miss in 120 s"));
     sql(
         c,
         &format!(

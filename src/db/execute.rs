@@ -1,8 +1,9 @@
 //! Executing a plan: each action its own short transaction with `lock_timeout` set, under
-//! a per-table advisory lock. Before an action asks for a strong lock, it looks for
-//! sessions holding a conflicting one for longer than `lockTimeout` and waits them out
-//! without queueing (a queued request would hold up every session behind it); a lock
-//! timeout is retried after a jittered pause, for up to [`LOCK_PATIENCE`] per pass.
+//! a per-table advisory lock. A request queues for at most `lockTimeout` (and so holds up
+//! the sessions behind it no longer). After a timeout, and before every request for
+//! ACCESS EXCLUSIVE on the parent, pgpart looks for sessions that have held a conflicting
+//! lock for long (see [`long_hold`]) and waits them out without queueing; timeouts are
+//! retried after a jittered pause, for up to [`LOCK_PATIENCE`] per pass.
 
 use std::time::{Duration, Instant};
 
@@ -104,6 +105,7 @@ pub async fn execute_plan(
     let concurrently = can_detach_concurrently(server_version_num, ctx);
     let mut outcomes = Vec::new();
     let mut failed = false;
+    let mut contended = false;
     for a in &plan.actions {
         let retires = matches!(a, Action::Retire { .. } | Action::FinishRetire { .. });
         if failed && retires {
@@ -111,8 +113,19 @@ pub async fn execute_plan(
         }
         let mut rows = 0;
         let needs = strong_locks(a, ctx, concurrently);
+        // Until a lock of this pass has timed out, a create just asks (one query fewer per
+        // partition on a catch-up); what takes the whole table always looks first.
+        let mut look_first = contended
+            || needs
+                .iter()
+                .any(|(rel, mode)| *rel == ctx.parent() && *mode == ACCESS_EXCLUSIVE);
         let result = loop {
-            match long_holder(client, &needs, ctx.lock_timeout).await {
+            let holder = if look_first {
+                long_holder(client, &needs, long_hold(ctx.lock_timeout)).await
+            } else {
+                Ok(None)
+            };
+            match holder {
                 Err(e) => break Err(e),
                 Ok(Some(holder)) if Instant::now() >= deadline => {
                     break Err(Error::LockTimeout(format!(
@@ -129,6 +142,7 @@ pub async fn execute_plan(
             }
             match execute_action(client, ctx, a, concurrently, &mut rows).await {
                 Err(Error::LockTimeout(m)) if Instant::now() < deadline => {
+                    (look_first, contended) = (true, true);
                     tracing::debug!(table = %ctx.table, "lock timeout, retrying: {m}");
                     tokio::time::sleep(jitter(ctx.lock_timeout.max(Duration::from_millis(50))))
                         .await;
@@ -147,6 +161,13 @@ pub async fn execute_plan(
         outcomes.push(outcome);
     }
     outcomes
+}
+
+/// A holder in a transaction older than this is waited out without asking: it is not
+/// about to finish (an ANALYZE, a report, a session idle in its transaction). Younger ones,
+/// a stream of short statements, are queued behind for at most `lockTimeout`.
+fn long_hold(lock_timeout: Duration) -> Duration {
+    (lock_timeout * 10).max(Duration::from_secs(1))
 }
 
 /// `base` to twice `base`, at random: retries of many pgpart runs don't fall in step.

@@ -576,10 +576,18 @@ struct Shared {
     ready: Semaphore,
     /// Woken on every statement, for [`Traffic::until_ops`].
     progress: Notify,
+    /// Misses so far: invisible probes, missed updates, missed deletes.
+    missed: [AtomicU64; 3],
     t0: Instant,
 }
 
 impl Shared {
+    /// Log a miss of `kind` (0 invisible probe, 1 missed update, 2 missed delete).
+    fn miss(&self, kind: usize, log: &mut Log, msg: String) {
+        self.missed[kind].fetch_add(1, Ordering::SeqCst);
+        log.push(msg);
+    }
+
     fn stamp(&self) -> String {
         format!("t+{:.3}s", self.t0.elapsed().as_secs_f64())
     }
@@ -626,6 +634,7 @@ impl Traffic {
             committed: Mutex::new(Vec::new()),
             ready: Semaphore::new(0),
             progress: Notify::new(),
+            missed: Default::default(),
             t0: Instant::now(),
         });
         let mut tasks = Vec::new();
@@ -726,6 +735,24 @@ impl Traffic {
         }
     }
 
+    /// Waits until the traffic has seen each kind of miss (for the harness's self-check).
+    pub async fn until_each_kind_missed(&self) {
+        loop {
+            let woken = self.shared.progress.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if self
+                .shared
+                .missed
+                .iter()
+                .all(|m| m.load(Ordering::SeqCst) > 0)
+            {
+                return;
+            }
+            woken.await;
+        }
+    }
+
     /// Reader probes completed so far.
     pub fn probes(&self) -> u64 {
         self.shared.probes.load(Ordering::SeqCst)
@@ -803,10 +830,14 @@ async fn reader(
             Ok(row) => {
                 let got: i64 = row.get(0);
                 if got != want {
-                    rep.invisible.push(format!(
-                        "{} reader {r}: count of the stable rows is {got}, expected {want}",
-                        shared.stamp()
-                    ));
+                    shared.miss(
+                        0,
+                        &mut rep.invisible,
+                        format!(
+                            "{} reader {r}: count of the stable rows is {got}, expected {want}",
+                            shared.stamp()
+                        ),
+                    );
                 }
             }
             Err(e) => rep.errors.push(format!(
@@ -831,11 +862,15 @@ async fn reader(
                 });
                 match res {
                     Ok(row) if row.get::<_, i64>(0) == 1 => {}
-                    Ok(row) => rep.invisible.push(format!(
-                        "{} reader {r}: stable id {id} found {} times, expected once",
-                        shared.stamp(),
-                        row.get::<_, i64>(0)
-                    )),
+                    Ok(row) => shared.miss(
+                        0,
+                        &mut rep.invisible,
+                        format!(
+                            "{} reader {r}: stable id {id} found {} times, expected once",
+                            shared.stamp(),
+                            row.get::<_, i64>(0)
+                        ),
+                    ),
                     Err(e) => rep.errors.push(format!(
                         "{} reader {r}: lookup of stable id {id}: {}",
                         shared.stamp(),
@@ -874,12 +909,16 @@ async fn reader(
                 });
                 match res {
                     Ok(row) if row.get::<_, i64>(0) == sample.len() as i64 => {}
-                    Ok(row) => rep.invisible.push(format!(
-                        "{} reader {r}: count of {} committed new rows is {}",
-                        shared.stamp(),
-                        sample.len(),
-                        row.get::<_, i64>(0)
-                    )),
+                    Ok(row) => shared.miss(
+                        0,
+                        &mut rep.invisible,
+                        format!(
+                            "{} reader {r}: count of {} committed new rows is {}",
+                            shared.stamp(),
+                            sample.len(),
+                            row.get::<_, i64>(0)
+                        ),
+                    ),
                     Err(e) => rep.errors.push(format!(
                         "{} reader {r}: count of committed new rows: {}",
                         shared.stamp(),
@@ -983,10 +1022,14 @@ async fn updater(
         });
         match res {
             Ok(1) => *rep.updated.entry(id).or_default() += 1,
-            Ok(n) => rep.missed_updates.push(format!(
-                "{} updater {u}: update of id {id} (at {at}) {how} matched {n} rows",
-                shared.stamp()
-            )),
+            Ok(n) => shared.miss(
+                1,
+                &mut rep.missed_updates,
+                format!(
+                    "{} updater {u}: update of id {id} (at {at}) {how} matched {n} rows",
+                    shared.stamp()
+                ),
+            ),
             Err(e) => rep.errors.push(format!(
                 "{} updater {u}: update of id {id} {how}: {}",
                 shared.stamp(),
@@ -1030,10 +1073,14 @@ async fn deleter(
         });
         match res {
             Ok(1) => rep.deleted.push(id),
-            Ok(n) => rep.missed_deletes.push(format!(
-                "{} deleter {d}: delete of id {id} (at {at}) {how} matched {n} rows",
-                shared.stamp()
-            )),
+            Ok(n) => shared.miss(
+                2,
+                &mut rep.missed_deletes,
+                format!(
+                    "{} deleter {d}: delete of id {id} (at {at}) {how} matched {n} rows",
+                    shared.stamp()
+                ),
+            ),
             Err(e) => rep.errors.push(format!(
                 "{} deleter {d}: delete of id {id} {how}: {}",
                 shared.stamp(),
