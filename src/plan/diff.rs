@@ -454,7 +454,7 @@ impl Grid<'_> {
         }
     }
 
-    /// The start of the slot `n` slots after the one holding `key`.
+    /// The start of the slot `n` slots after the one holding `key` (`n` ≥ 1).
     fn start_after(&self, interval: Interval, key: KeyValue, n: usize) -> Option<KeyValue> {
         let mut at = self.slot_start_at(interval, self.slot_of(interval, key)?.to)?;
         for _ in 1..n {
@@ -493,17 +493,21 @@ fn repair_ranges(
         else {
             continue;
         };
+        if runs.last().is_some_and(|(_, end, _)| from < *end) {
+            continue; // another key of a slot the run already holds
+        }
+        // Joined to the run before when adjacent, or close with no partition between.
+        let joins = runs.last().is_some_and(|(_, end, _)| {
+            *end == from
+                || (uncovered(*end, from, spans) == [(*end, from)]
+                    && grid
+                        .start_after(interval, *end, REPAIR_MAX_EMPTY_SLOTS)
+                        .is_some_and(|limit| from <= limit))
+        });
         match runs.last_mut() {
-            Some((_, end, n)) if uncovered(*end, from, spans) == [(*end, from)] || *end == from => {
-                let near = grid
-                    .start_after(interval, *end, REPAIR_MAX_EMPTY_SLOTS + 1)
-                    .is_some_and(|limit| from <= limit);
-                if near || *end == from {
-                    *end = to;
-                    *n += 1;
-                } else {
-                    runs.push((from, to, 1));
-                }
+            Some((_, end, n)) if joins => {
+                *end = to;
+                *n += 1;
             }
             _ => runs.push((from, to, 1)),
         }
@@ -1310,6 +1314,28 @@ mod tests {
         );
         assert!(!reasons(&plan_).contains(&"Hole"), "{:?}", plan_.findings);
 
+        // Two rows of one day: one range (found by the property test below).
+        let mut tb = daily_with_default_rows(&[t(2026, 11, 20)]);
+        tb.default_slot_keys
+            .push(kv(t(2026, 11, 20) + Duration::hours(17)));
+        let plan_ = super::plan(&p, Some(&tb), now).unwrap();
+        assert_eq!(
+            repairs(&plan_),
+            [(
+                "events_p20261120".to_string(),
+                kv(t(2026, 11, 20)),
+                kv(t(2026, 11, 21))
+            )]
+        );
+
+        // Three empty days between: two ranges, the one with more occupied days first.
+        let tb = daily_with_default_rows(&[t(2026, 11, 20), t(2026, 11, 24), t(2026, 11, 25)]);
+        let names: Vec<_> = repairs(&super::plan(&p, Some(&tb), now).unwrap())
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+        assert_eq!(names, ["events_repaired_202611240000", "events_p20261120"]);
+
         // A stray row in 1970 and one a year ahead: each its own slot, after the backlog.
         let tb = daily_with_default_rows(&[
             t(1970, 1, 1),
@@ -1522,6 +1548,63 @@ mod tests {
                     let on_grid = matches!((from, to), (KeyValue::Time(f), KeyValue::Time(t)) if f.day() == 1 && f.hour() == 0 && t == f + chrono::Months::new(1));
                     prop_assert!(p.managed || (adopt && on_grid), "{partition} is not pgpart's");
                 }
+            }
+        }
+
+        #[test]
+        fn repairs_home_every_default_row_and_overlap_nothing(
+            (mut tb, now) in any_table(),
+            offsets in proptest::collection::vec(-40_000i64..40_000, 1..8),
+            keep in proptest::option::of(1u32..24),
+        ) {
+            let retention = keep
+                .map(|k| format!("\nretention: {{keep: {k} months, action: Detach, maxPerPass: 100}}"))
+                .unwrap_or_default();
+            let p = policy(&format!(
+                "range: {{interval: 1 month, premake: 3}}\ndefaultPartition: {{create: true, onRows: Repair}}{retention}"
+            ));
+            let existing: Vec<(KeyValue, KeyValue)> = {
+                let mut v: Vec<_> = tb.partitions.iter().filter_map(|p| match p.bound {
+                    Bound::Range { from, to } => Some((from, to)),
+                    _ => None,
+                }).collect();
+                v.sort();
+                v
+            };
+            // Rows in the default: keys (hours from now) that no partition takes.
+            let mut keys: Vec<KeyValue> = offsets
+                .iter()
+                .map(|h| kv(now.naive_utc() + Duration::hours(*h)))
+                .filter(|k| !existing.iter().any(|(f, t)| f <= k && k < t))
+                .collect();
+            keys.sort();
+            keys.dedup();
+            prop_assume!(!keys.is_empty());
+            tb.partitions.push(ObservedPartition {
+                bound: Bound::Default,
+                ..part("events_default", t(2000, 1, 1), t(2000, 1, 2), true)
+            });
+            tb.default_rows.rows = keys.len() as i64;
+            tb.default_slot_keys = keys.clone();
+            let plan_ = super::plan(&p, Some(&tb), now).unwrap();
+            let repaired = repairs(&plan_);
+            // Repairs first, largest first; nothing overlaps anything.
+            let mut all = existing.clone();
+            all.extend(creates(&plan_).iter().map(|(_, f, t)| (*f, *t)));
+            all.sort();
+            for w in all.windows(2) {
+                prop_assert!(w[0].1 <= w[1].0, "overlap {:?} / {:?}: {:?}", w[0], w[1], plan_.actions);
+            }
+            // Every row newer than the cutoff has a home after the plan; older ones stay.
+            let cutoff = keep.map(|k| kv((now - chrono::Months::new(k)).naive_utc()));
+            for k in &keys {
+                let homed = repaired.iter().any(|(_, f, t)| f <= k && k < t);
+                let month_end = |k: &KeyValue| match k {
+                    KeyValue::Time(v) => kv(t(v.year(), v.month(), 1) + chrono::Months::new(1)),
+                    other => *other,
+                };
+                let expired = cutoff.is_some_and(|c| month_end(k) <= c);
+                prop_assert!(homed != expired, "key {k:?}: homed {homed}, expired {expired}: {repaired:?}");
             }
         }
     }
