@@ -5,7 +5,7 @@ Scenarios (see BENCHMARKS.md):
   s1  steady state: N monthly tables, nothing to do
   s2  catch-up: N tables needing 12 new partitions each (+ the psql floor)
   s3  inserts (pgbench) during maintenance, with and without a 3M-row DEFAULT partition
-  s4  default repair: 2M rows over three days in DEFAULT
+  s4  default repair under live reads, updates and inserts: 1M and 3M rows over three days in DEFAULT
 
 Talks to PostgreSQL only through psql/pgbench (no Python driver needed). Writes a JSON
 result file; bench/report.py turns it into the BENCHMARKS.md section.
@@ -495,70 +495,169 @@ def s3(ctx, res):
     res["s3"] = r
 
 
-# ---------------------------------------------------------------- S4 default repair
+# ---------------------------------------------------------------- S4 default repair, live
 
-CHECKSUM = "SELECT count(*) || ' ' || md5(string_agg(md5(r::text), '' ORDER BY r.id)) FROM public.rp r"
+CHECKSUM = ("SELECT count(*) || ' ' || md5(string_agg(md5((r.id, r.ts, r.payload)::text), '' ORDER BY r.id, r.ts)) "
+            "FROM public.rp r WHERE r.id <= {rows}")
+# pgbench scripts: each makes its transaction fail (and pgbench abort that client) when a row
+# that exists is not found, so an aborted client is a hidden row or a lost update.
+S4_READ = ("\\set rid random(1, {rows})\n"
+           "SELECT 1 / (SELECT count(*) FROM public.rp WHERE id = :rid)::int;\n")
+S4_UPDATE = ("\\set rid random(1, {rows})\n"
+             "WITH u AS (UPDATE public.rp SET n = n + 1 WHERE id = :rid RETURNING 1) SELECT 1 / count(*)::int FROM u;\n")
+S4_INSERT = ("\\set k random(0, 2)\n"
+             "INSERT INTO public.rp (id, ts, payload) VALUES ((random() * 1e9)::bigint + {rows} + 1, "
+             "CASE :k WHEN 0 THEN timestamptz '{d0}' + random() * interval '3 days' "
+             "WHEN 1 THEN now() ELSE timestamptz '{d0}' + interval '400 days' END, 'live');\n")
+
+
+class Traffic:
+    """pgbench in back-to-back 3 s runs until stopped (each run exits cleanly, so its
+    per-transaction log is complete); returns everything the runs printed."""
+
+    def __init__(self, ctx, db, logdir, clients, rate, scripts):
+        self.stopping, self.out = False, []
+
+        def loop():
+            k = 0
+            while not self.stopping:
+                cmd = [PGBENCH, "-n", "-c", str(clients), "-j", "2", "-R", str(rate), "-T", "3", "-l",
+                       "--log-prefix", os.path.join(logdir, f"pgbench{k}")]
+                for sc in scripts:
+                    cmd += ["-f", sc]
+                p = subprocess.run(cmd + [ctx.db_url(db)], capture_output=True, text=True)
+                self.out.append(p.stdout + p.stderr)
+                k += 1
+
+        self.t = threading.Thread(target=loop)
+        self.t.start()
+
+    def stop(self):
+        self.stopping = True
+        self.t.join()
+        return "\n".join(self.out)
 
 
 def s4(ctx, res):
-    rows = 20000 if ctx.smoke else 2_000_000
+    sizes = [20000] if ctx.smoke else [1_000_000, 3_000_000]
     d0 = ctx.today - dt.timedelta(days=3)
-    load = (f"INSERT INTO public.rp SELECT g, timestamptz '{d0}' + (g % 3) * interval '1 day' "
-            f"+ (g / 3 % 86400) * interval '1 second', md5(g::text) FROM generate_series(1, {rows}) g")
-    ddl = "CREATE TABLE public.rp (id bigint NOT NULL, ts timestamptz NOT NULL, payload text) PARTITION BY RANGE (ts);\n"
-    r = {"rows": rows, "days": 3, "cases": []}
+    ddl = ("CREATE TABLE public.rp (id bigint NOT NULL, ts timestamptz NOT NULL, payload text, n int NOT NULL DEFAULT 0) "
+           "PARTITION BY RANGE (ts);\nCREATE INDEX rp_id ON public.rp (id);\n")
+    r = {"sizes": sizes, "days": 3, "cases": [], "rate": 300, "clients": 6}
     pol = write(ctx, "s4.yaml", gen_policies(["rp"], interval="1 day", premake=2,
                                              extra="  defaultPartition:\n    create: true\n    onRows: Repair\n"))
-    for tool in ("pgpart", "pg_partman", "floor"):
-        for run in range(max(1, ctx.runs if not ctx.smoke else 1)):
-            db = "s4_run"
-            recreate_db(ctx, db)
-            psql(ctx, db, ddl + "SET TimeZone = 'UTC';\n")
-            if tool == "pg_partman":
-                install_partman(ctx, db)
-                psql(ctx, db, f"SELECT partman.create_parent('public.rp', 'ts', 'native', 'daily', p_premake := 2, "
-                              f"p_start_partition := '{ctx.today}')")
-            else:
-                psql(ctx, db, "CREATE TABLE public.rp_default PARTITION OF public.rp DEFAULT")
-            psql(ctx, db, load)
-            psql(ctx, db, "VACUUM ANALYZE public.rp")
-            dflt_name = q1(ctx, db, "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                                    "WHERE i.inhparent = 'public.rp'::regclass AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT'")
-            in_default_before = int(q1(ctx, db, f"SELECT count(*) FROM public.{dflt_name}"))
-            before = q1(ctx, db, CHECKSUM)
-            relids = q1(ctx, db, f"SELECT 'public.rp'::regclass::oid || ',' || 'public.{dflt_name}'::regclass::oid").split(",")
-            smp = Sampler(ctx, db)
-            if tool == "pgpart":
-                secs, rc, out, err = pgpart(ctx, db, "apply", pol, ["--connections", "1"], check=False)
-            elif tool == "pg_partman":
-                secs, rc, out, err = psql(ctx, db, "CALL partman.partition_data_proc('public.rp', p_batch := 100, p_wait := 0)", check=False)
-            else:
-                stmts = []
-                for k in range(3):
-                    a, b = d0 + dt.timedelta(days=k), d0 + dt.timedelta(days=k + 1)
-                    p = f"rp_p{a.strftime('%Y%m%d')}"
-                    pred = f"ts >= '{a} 00:00+00' AND ts < '{b} 00:00+00'"
-                    stmts.append(
-                        f"BEGIN;\nCREATE TABLE public.{p} (LIKE public.rp INCLUDING ALL);\n"
-                        f"WITH m AS (DELETE FROM ONLY public.rp_default WHERE {pred} RETURNING *) INSERT INTO public.{p} SELECT * FROM m;\n"
-                        f"ALTER TABLE public.{p} ADD CONSTRAINT b CHECK ({pred});\n"
-                        f"ALTER TABLE public.rp ATTACH PARTITION public.{p} FOR VALUES FROM ('{a} 00:00+00') TO ('{b} 00:00+00');\n"
-                        f"ALTER TABLE public.{p} DROP CONSTRAINT b;\nCOMMIT;\n")
-                secs, rc, out, err = psql(ctx, db, file=write(ctx, "s4_floor.sql", "".join(stmts)), check=False)
-            smp.stop()
-            after = q1(ctx, db, CHECKSUM)
-            in_default_after = int(q1(ctx, db, f"SELECT count(*) FROM public.{dflt_name}"))
-            holds = smp.holds(relids, modes=("ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock"))
-            worst = max(holds, key=lambda h: h[2], default=None)
-            case = {"tool": tool, "secs": round(secs, 3), "ok": rc == 0, "note": err.strip()[-300:],
-                    "rows_in_default_before": in_default_before, "rows_in_default_after": in_default_after,
-                    "checksum_same": before == after, "checksum_before": before, "checksum_after": after,
-                    "longest_write_blocking_lock_ms": round(worst[2], 1) if worst else 0,
-                    "longest_lock": (f"{worst[1]} on {'parent' if worst[0] == relids[0] else 'default'}" if worst else "-"),
-                    "longest_lock_wait_ms": smp.longest_wait_ms(), "sample_period_ms": smp.period_ms()}
-            r["cases"].append(case)
-            log(f"s4: {case}")
-            drop_db(ctx, db)
+    for rows in sizes:
+        scripts = [write(ctx, f"s4_{n}.sql", t.format(rows=rows, d0=d0))
+                   for n, t in (("read", S4_READ), ("update", S4_UPDATE), ("insert", S4_INSERT))]
+        load = (f"INSERT INTO public.rp (id, ts, payload) SELECT g, timestamptz '{d0}' + (g % 3) * interval '1 day' "
+                f"+ (g / 3 % 86400) * interval '1 second', md5(g::text) FROM generate_series(1, {rows}) g")
+        cases = [("pgpart", None), ("pg_partman", None), ("floor", None)]
+        if rows == sizes[0]:  # pgpart while another session holds a lock on the table
+            hold = 3 if ctx.smoke else 1
+            cases += [("pgpart", ("ACCESS SHARE", 20 // hold, "SELECT count(*) FROM public.rp")),
+                      ("pgpart", ("SHARE UPDATE EXCLUSIVE", 10 // hold, "LOCK TABLE public.rp IN SHARE UPDATE EXCLUSIVE MODE"))]
+        for tool, holder in cases:
+            for run in range(1 if ctx.smoke or holder else max(1, ctx.runs - 2)):
+                db = "s4_run"
+                recreate_db(ctx, db)
+                psql(ctx, db, ddl + "SET TimeZone = 'UTC';\n")
+                if tool == "pg_partman":
+                    install_partman(ctx, db)
+                    psql(ctx, db, f"SELECT partman.create_parent('public.rp', 'ts', 'native', 'daily', p_premake := 2, "
+                                  f"p_start_partition := '{ctx.today}')")
+                else:
+                    psql(ctx, db, "CREATE TABLE public.rp_default PARTITION OF public.rp DEFAULT")
+                    for k in range(0, 3):  # today .. today+2 exist, as pg_partman's do
+                        a, b = ctx.today + dt.timedelta(days=k), ctx.today + dt.timedelta(days=k + 1)
+                        psql(ctx, db, f"CREATE TABLE public.rp_p{a.strftime('%Y%m%d')} PARTITION OF public.rp "
+                                      f"FOR VALUES FROM ('{a} 00:00+00') TO ('{b} 00:00+00')")
+                psql(ctx, db, load)
+                psql(ctx, db, "VACUUM ANALYZE public.rp")
+                dflt_name = q1(ctx, db, "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                                        "WHERE i.inhparent = 'public.rp'::regclass AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT'")
+                in_default_before = int(q1(ctx, db, f"SELECT count(*) FROM public.{dflt_name}"))
+                before = q1(ctx, db, CHECKSUM.format(rows=rows))
+                logdir = os.path.join(ctx.work, f"s4_{tool}_{rows}_{run}_{len(r['cases'])}")
+                os.makedirs(logdir, exist_ok=True)
+                os.chmod(logdir, 0o777)
+                smp = Sampler(ctx, db)
+                off = log_offset(ctx)
+                traffic = Traffic(ctx, db, logdir, r["clients"], r["rate"],
+                                  [scripts[0] + "@5", scripts[1] + "@2", scripts[2] + "@3"])
+                time.sleep(2)
+                held = None
+                if holder:
+                    mode, secs_, stmt = holder
+                    held = threading.Thread(target=lambda: psql(
+                        ctx, db, f"BEGIN; {stmt}; SELECT pg_sleep({secs_}); COMMIT", check=False))
+                    held.start()
+                    time.sleep(0.5)
+                t0 = time.time()
+                if tool == "pgpart":
+                    secs, rc, out, err = pgpart(ctx, db, "apply", pol, ["--connections", "1"], check=False)
+                elif tool == "pg_partman":
+                    secs, rc, out, err = psql(ctx, db, "CALL partman.partition_data_proc('public.rp', p_batch := 100, p_wait := 0)", check=False)
+                else:
+                    stmts = []
+                    for k in range(3):
+                        a, b = d0 + dt.timedelta(days=k), d0 + dt.timedelta(days=k + 1)
+                        p = f"rp_p{a.strftime('%Y%m%d')}"
+                        pred = f"ts >= '{a} 00:00+00' AND ts < '{b} 00:00+00'"
+                        # Writes into the default wait (reads go on), or a row arriving for the
+                        # day after the DELETE would make the ATTACH fail.
+                        stmts.append(
+                            f"BEGIN;\nLOCK TABLE ONLY public.rp_default IN EXCLUSIVE MODE;\n"
+                            f"CREATE TABLE public.{p} (LIKE public.rp INCLUDING ALL);\n"
+                            f"WITH m AS (DELETE FROM ONLY public.rp_default WHERE {pred} RETURNING *) INSERT INTO public.{p} SELECT * FROM m;\n"
+                            f"ALTER TABLE public.{p} ADD CONSTRAINT b CHECK ({pred});\n"
+                            f"ALTER TABLE public.rp ATTACH PARTITION public.{p} FOR VALUES FROM ('{a} 00:00+00') TO ('{b} 00:00+00');\n"
+                            f"ALTER TABLE public.{p} DROP CONSTRAINT b;\nCOMMIT;\n")
+                    secs, rc, out, err = psql(ctx, db, file=write(ctx, "s4_floor.sql", "".join(stmts)), check=False)
+                t1 = time.time()
+                if held:
+                    held.join()
+                time.sleep(1)
+                bout = traffic.stop()
+                smp.stop()
+                # Per-transaction latency (-l: client, xact, latency us, script, epoch s, us), for the
+                # transactions running while the repair ran.
+                during, everything = [], []
+                for fn in os.listdir(logdir):
+                    with open(os.path.join(logdir, fn)) as fh:
+                        for line in fh:
+                            f_ = line.split()
+                            if len(f_) < 6 or not f_[2].isdigit():
+                                continue
+                            lat_ms = int(f_[2]) / 1000.0
+                            end = int(f_[4]) + int(f_[5]) / 1e6
+                            everything.append(lat_ms)
+                            if end >= t0 and end - lat_ms / 1000.0 <= t1:
+                                during.append(lat_ms)
+                aborted = re.findall(r"client \d+ script (\d+) aborted[^\n]*", bout)
+                updates_ok = sum(1 for fn in os.listdir(logdir) for line in open(os.path.join(logdir, fn))
+                                 if len(line.split()) >= 4 and line.split()[3] == "1" and line.split()[2].isdigit())
+                after = q1(ctx, db, CHECKSUM.format(rows=rows))
+                n_sum = int(q1(ctx, db, f"SELECT coalesce(sum(n), 0) FROM public.rp WHERE id <= {rows}"))
+                in_default_after = int(q1(ctx, db, f"SELECT count(*) FROM public.{dflt_name}"))
+                case = {"tool": tool, "rows": rows, "secs": round(secs, 3),
+                        "holder": f"{holder[0]} for {holder[1]} s" if holder else None, "ok": rc == 0, "note": err.strip()[-300:],
+                        "rows_in_default_before": in_default_before, "rows_in_default_after": in_default_after,
+                        "checksum_same": before == after,
+                        "transactions_during": len(during),
+                        "max_ms_during": round(max(during), 1) if during else None,
+                        "p99_ms_during": round(sorted(during)[int(0.99 * (len(during) - 1))], 1) if during else None,
+                        "max_ms_all": round(max(everything), 1) if everything else None,
+                        "aborted_clients": len(aborted),
+                        "aborts": {"read": sum(1 for x in aborted if x == "0"), "update": sum(1 for x in aborted if x == "1"),
+                                   "insert": sum(1 for x in aborted if x == "2")},
+                        "first_abort": (re.search(r"client \d+ script \d+ aborted[^\n]*", bout) or [None])[0],
+                        "updates_ok": updates_ok, "updates_applied": n_sum,
+                        "longest_lock_wait_ms_sampled": smp.longest_wait_ms(),
+                        "longest_lock_wait_ms_log": log_lock_waits_max_ms(ctx, off),
+                        "sample_period_ms": smp.period_ms()}
+                r["cases"].append(case)
+                log(f"s4: {case}")
+                drop_db(ctx, db)
     res["s4"] = r
 
 

@@ -8,6 +8,7 @@ absent); the hand-written analysis around them is kept.
 import argparse
 import datetime as dt
 import json
+import re
 import os
 import statistics
 import subprocess
@@ -135,34 +136,70 @@ def s3(r, out):
 
 
 def s4(r, out):
-    out.append(f"### 4. Default repair: {r['rows']:,} rows over three days in the DEFAULT partition\n")
-    out.append("pgpart `onRows: Repair` (daily, premake 2) vs `CALL partman.partition_data_proc('public.rp', "
-               "p_batch := 100, p_wait := 0)` vs a hand-written floor (per day, one transaction: CREATE … LIKE, "
-               "`WITH m AS (DELETE … RETURNING *) INSERT`, CHECK, ATTACH, drop CHECK). Rows checked with "
-               "count + md5 over all rows before and after. 'Longest lock' is the longest write-blocking lock "
-               "(SHARE or stronger) on the parent or the default, from pg_locks sampling (one transaction's hold).\n")
-    out.append("| tool | median s | runs (s) | rows in default before → after | count+md5 unchanged | longest write-blocking lock ms (median) | which | ok |")
-    out.append("|---|---:|---|---|---|---:|---|---|")
-    by = {}
+    out.append("### 4. Default repair under live traffic: "
+               + " and ".join(f"{n:,}" for n in r["sizes"]) + " rows over three days in the DEFAULT partition\n")
+    out.append(f"pgpart `onRows: Repair` (daily, premake 2, default `lockTimeout`) vs `CALL partman.partition_data_proc("
+               f"'public.rp', p_batch := 100, p_wait := 0)` vs a hand-written floor (per day, one transaction: LOCK the default IN EXCLUSIVE MODE, CREATE … "
+               f"LIKE, `WITH m AS (DELETE … RETURNING *) INSERT`, CHECK, ATTACH, drop CHECK). While each runs, pgbench "
+               f"({r['clients']} clients, {r['rate']} transactions/s in all) reads rows that exist by id (50%), updates "
+               f"them by id (20%) and inserts rows into the backlog days, today and a year ahead (30%); a read or update "
+               f"that finds no row fails its transaction, which aborts that pgbench client: an abort is a hidden row or "
+               f"a lost update. 'Longest wait' is the longest latency of any pgbench transaction that ran while the "
+               f"repair ran; 'lock wait' the longest lock wait sampled from pg_locks / logged by log_lock_waits. "
+               f"count+md5 are over the rows loaded before, excluding the update counter; updates applied is "
+               f"sum(n) against the updates pgbench completed. With a holder, another session holds that lock "
+               f"from just before the repair starts (a report query; what ANALYZE holds), so the repair time includes "
+               f"waiting it out.\n")
+    out.append("| rows | tool | another session holds | repair s | default before → after | count+md5 unchanged | transactions during | longest wait ms | p99 ms | lock wait ms (sampled / log) | hidden rows or lost updates (aborted clients) | updates applied / completed | ok |")
+    out.append("|---:|---|---|---:|---|---|---:|---:|---:|---|---|---|---|")
+    floors = {c["rows"]: c["secs"] for c in r["cases"] if c["tool"] == "floor"}
     for c in r["cases"]:
-        by.setdefault(c["tool"], []).append(c)
-    for tool, cs in by.items():
-        worst = max(cs, key=lambda c: c["longest_write_blocking_lock_ms"])
-        out.append(f"| {tool} | {f(med([c['secs'] for c in cs]), 2)} | {', '.join(f(c['secs'], 2) for c in cs)} | "
-                   f"{cs[0]['rows_in_default_before']} → {max(c['rows_in_default_after'] for c in cs)} | "
-                   f"{'yes' if all(c['checksum_same'] for c in cs) else '**NO**'} | "
-                   f"{f(med([c['longest_write_blocking_lock_ms'] for c in cs]), 1)} | {worst['longest_lock']} | "
-                   f"{'yes' if all(c['ok'] for c in cs) else 'FAILED ' + worst['note'][:120]} |")
+        ab = c["aborts"]
+        lost = ("none" if c["aborted_clients"] == 0 else
+                f"**{c['aborted_clients']}** (read {ab['read']}, update {ab['update']}, insert {ab['insert']})")
+        out.append(f"| {c['rows']:,} | {c['tool']} | {c.get('holder') or '—'} | {f(c['secs'], 2)} | {c['rows_in_default_before']} → {c['rows_in_default_after']} | "
+                   f"{'yes' if c['checksum_same'] else '**NO**'} | {c['transactions_during']} | {f(c['max_ms_during'], 1)} | "
+                   f"{f(c['p99_ms_during'], 1)} | {f(c['longest_lock_wait_ms_sampled'], 1)} / {f(c['longest_lock_wait_ms_log'], 1)} | "
+                   f"{lost} | {c['updates_applied']} / {c['updates_ok']} | "
+                   f"{'yes' if c['ok'] else 'FAILED ' + c['note'][:120].replace('|', '/')} |")
+    out.append("")
+    for c in r["cases"]:
+        if c["tool"] == "pgpart" and not c.get("holder") and c["rows"] in floors and floors[c["rows"]]:
+            out.append(f"- {c['rows']:,} rows: pgpart's repair took {c['secs'] / floors[c['rows']]:.2f}× the floor's time "
+                       f"(goal ≤ 1.3×) → {verdict(c['secs'] <= 1.3 * floors[c['rows']])}; longest wait of another "
+                       f"session {f(c['max_ms_during'], 1)} ms (goal < 50 ms) → {verdict((c['max_ms_during'] or 0) < 50)}")
+        if c["first_abort"]:
+            out.append(f"- {c['tool']}, {c['rows']:,} rows, first abort: `{c['first_abort'][:200]}`")
     out.append("")
 
 
-def render(res, pgver, rev):
+def old_sections(block):
+    """The "### N. ..." sections of an earlier results block, by scenario ("s1" ...), with the
+    date line of that block."""
+    date = next((ln for ln in block.splitlines() if ln.startswith("- date:")), "- date: ?")
+    parts, key = {}, None
+    for ln in block.splitlines():
+        m = re.match(r"### (\d+)\. ", ln)
+        if m:
+            key = f"s{m.group(1)}"
+            parts[key] = [ln]
+        elif ln.startswith("**s") or ln.startswith("<!--"):
+            key = None
+        elif key:
+            parts[key].append(ln)
+    return {k: "\n".join(v).rstrip() + f"\n\n(Carried over from the earlier run: {date[2:]}.)\n"
+            for k, v in parts.items()}
+
+
+def render(res, pgver, rev, earlier=None):
     out = [f"## Results {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d')}"
            f"{' (SMOKE SCALE: not a measurement)' if res.get('smoke') else ''}\n",
            machine(pgver, rev),
            f"Command: `scripts/bench --tables {res['tables']} --runs {res['runs']}"
            f"{' --smoke' if res.get('smoke') else ''}`; scenario wall times (s): {res.get('elapsed', {})}\n"]
     for k, fn in (("s1", s1), ("s2", s2), ("s3", s3), ("s4", s4)):
+        if k not in res and earlier and k in earlier:
+            out.append(earlier[k])
         if k in res:
             try:
                 fn(res[k], out)
@@ -182,11 +219,12 @@ def main():
     a = ap.parse_args()
     with open(a.json) as fh:
         res = json.load(fh)
-    text = render(res, a.pg_version, a.rev)
+    old = open(a.write).read() if a.write and os.path.exists(a.write) else "# Benchmarks\n"
+    earlier = old_sections(old[old.index(BEGIN):old.index(END)]) if BEGIN in old and END in old else {}
+    text = render(res, a.pg_version, a.rev, earlier)
     if not a.write:
         print(text)
         return
-    old = open(a.write).read() if os.path.exists(a.write) else "# Benchmarks\n"
     block = f"{BEGIN}\n{text}\n{END}"
     if BEGIN in old and END in old:
         new = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END):]

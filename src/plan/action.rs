@@ -278,7 +278,7 @@ impl Action {
                 format!("create default partition {partition} on {parent}")
             }
             Action::Repair { slot } => format!(
-                "make default partition {} the partition {} for [{}, {}), where its rows are, with a new empty default",
+                "make default partition {} the partition {} for [{}, {}), where its rows are, with a new default beside it",
                 ctx.default_partition.as_deref().unwrap_or("?"),
                 slot.name,
                 ctx.show(slot.from),
