@@ -57,7 +57,7 @@ pub struct PartitionPolicySpec {
     pub naming: Option<NamingSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<ScheduleSpec>,
-    /// How long one DDL statement may wait for a lock before it gives up and retries later (Go duration, e.g. 5s).
+    /// How long one lock request of pgpart's may queue, and so the longest another session waits behind it; retried after a timeout (Go duration, default 20ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.matches('^([0-9]+(ms|s|m|h))+$')").message("spec.lockTimeout must be a duration like 5s, 500ms or 1m"))]
     pub lock_timeout: Option<String>,
