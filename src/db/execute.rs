@@ -392,11 +392,11 @@ async fn repair(
     };
     let tx = client.transaction().await?;
     tx.batch_execute(&lock_timeout_sql(ctx)).await?;
+    // Without rows to move, the move step is the comment `plan` shows in its place.
     for st in action::repair(ctx, slot, cols.as_deref()) {
-        if st.starts_with("WITH moved") {
-            *moved = tx.execute(&st, &[]).await? as i64;
-        } else if !st.starts_with("--") {
-            tx.batch_execute(&st).await?;
+        if !st.starts_with("--") {
+            // Only the move reports rows; the DDL reports none.
+            *moved = (*moved).max(tx.execute(&st, &[]).await? as i64);
         }
     }
     tx.commit().await?;
