@@ -640,7 +640,8 @@ def s4(ctx, res):
                 n_sum = int(q1(ctx, db, f"SELECT coalesce(sum(n), 0) FROM public.rp WHERE id <= {rows}"))
                 in_default_after = int(q1(ctx, db, f"SELECT count(*) FROM public.{dflt_name}"))
                 case = {"tool": tool, "rows": rows, "secs": round(secs, 3),
-                        "holder": f"{holder[0]} for {holder[1]} s" if holder else None, "ok": rc == 0, "note": err.strip()[-300:],
+                        "holder": f"{holder[0]} for {holder[1]} s" if holder else None, "ok": rc == 0,
+                        "note": errline(err, 300),
                         "rows_in_default_before": in_default_before, "rows_in_default_after": in_default_after,
                         "checksum_same": before == after,
                         "transactions_during": len(during),

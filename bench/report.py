@@ -161,7 +161,7 @@ def s4(r, out):
                    f"{'yes' if c['checksum_same'] else '**NO**'} | {c['transactions_during']} | {f(c['max_ms_during'], 1)} | "
                    f"{f(c['p99_ms_during'], 1)} | {f(c['longest_lock_wait_ms_sampled'], 1)} / {f(c['longest_lock_wait_ms_log'], 1)} | "
                    f"{lost} | {c['updates_applied']} / {c['updates_ok']} | "
-                   f"{'yes' if c['ok'] else 'FAILED ' + c['note'][:120].replace('|', '/')} |")
+                   f"{'yes' if c['ok'] else 'FAILED ' + ' '.join(c['note'].split())[:160].replace('|', '/')} |")
     out.append("")
     for c in r["cases"]:
         if c["tool"] == "pgpart" and not c.get("holder") and c["rows"] in floors and floors[c["rows"]]:
