@@ -88,9 +88,13 @@ async fn server_restart_mid_pass_then_rerun_completes_without_overlap() {
     let admin = pg::connect(&server.url).await;
     admin
         .batch_execute(
+            // The CHECKPOINT makes the table durable: the server runs with
+            // synchronous_commit=off, and the immediate restart below loses whatever
+            // commits the WAL writer had not flushed (once, the table itself).
             "CREATE TABLE public.events (id bigint GENERATED ALWAYS AS IDENTITY, at timestamptz NOT NULL, payload text)
                  PARTITION BY RANGE (at);
-             CREATE INDEX ON public.events (at);",
+             CREATE INDEX ON public.events (at);
+             CHECKPOINT;",
         )
         .await
         .unwrap();
