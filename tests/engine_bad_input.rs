@@ -14,22 +14,7 @@ use support::pg::{Server, TestDb};
 /// 56 characters: with `_p20261122` appended it is 66 bytes, over PostgreSQL's 63.
 const LONG_TABLE: &str = "heartbeats_of_licenses_from_every_region_and_data_center";
 
-macro_rules! on_both_majors {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn pg15() {
-                super::$name(&crate::support::pg::server(15)).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn pg17() {
-                super::$name(&crate::support::pg::server(17)).await
-            }
-        }
-    )*};
-}
-
-on_both_majors!(
+on_every_major!(
     unknown_table,
     table_not_partitioned,
     table_not_partitioned_message_does_not_claim_it_is_missing,

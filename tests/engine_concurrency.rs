@@ -22,22 +22,8 @@ use support::cli::{self, Run, action_count, policy_doc, policy_docs};
 use support::pg::{Server, TestDb, sql};
 use tokio_postgres::Client;
 
-macro_rules! on_both_majors {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn pg15() {
-                super::$name(&crate::support::pg::server(15)).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn pg17() {
-                super::$name(&crate::support::pg::server(17)).await
-            }
-        }
-    )*};
-}
-
-on_both_majors!(
+on_every_major!(
+    worker_threads = 4;
     two_applies_at_once_equal_one_apply,
     inserts_keep_flowing_while_apply_creates_partitions,
     blocked_attach_leaves_default_taking_rows,
@@ -275,16 +261,7 @@ async fn inserts_keep_flowing_while_apply_creates_partitions(server: &Server) {
     let policy = stream_policy(13, "Report", "5s");
     let file = cli::PolicyFile::new(&policy);
     let before_apply = seen.load(Ordering::SeqCst);
-    let run = cli::wait(cli::spawn(&[
-        "apply",
-        "--policy",
-        file.path_str(),
-        "--database-url",
-        &db.url,
-        "--now",
-        now,
-    ]))
-    .await;
+    let run = cli::wait(cli::spawn_apply(&file, &db.url, now)).await;
     let during_apply = seen.load(Ordering::SeqCst) - before_apply;
     stop.store(true, Ordering::SeqCst);
     let inserted = inserter.await.expect("insert task");
@@ -374,15 +351,7 @@ async fn blocked_attach_leaves_default_taking_rows(server: &Server) {
     // premake 4: January .. March 2027 are new; lockTimeout short so the apply gives up soon.
     let policy = stream_policy(4, "Report", "100ms");
     let file = cli::PolicyFile::new(&policy);
-    let mut child = cli::spawn(&[
-        "apply",
-        "--policy",
-        file.path_str(),
-        "--database-url",
-        &db.url,
-        "--now",
-        now,
-    ]);
+    let mut child = cli::spawn_apply(&file, &db.url, now);
     // While it runs: as soon as the default partition carries a pgpart guard, insert a row
     // for a month the apply has not created yet.
     let mut during: Option<Result<(), String>> = None;
@@ -532,16 +501,7 @@ async fn repair_while_inserts_flow_into_the_backlog_days(server: &Server) {
     let file = cli::PolicyFile::new(&policy("Repair"));
     let now = "2026-11-22T12:00:00Z";
     let before = seen.load(Ordering::SeqCst);
-    let run = cli::wait(cli::spawn(&[
-        "apply",
-        "--policy",
-        file.path_str(),
-        "--database-url",
-        &db.url,
-        "--now",
-        now,
-    ]))
-    .await;
+    let run = cli::wait(cli::spawn_apply(&file, &db.url, now)).await;
     let during = seen.load(Ordering::SeqCst) - before;
     stop.store(true, Ordering::SeqCst);
     let inserted = inserter.await.expect("insert task");

@@ -17,22 +17,7 @@ use support::cli::{self, Run, action_count, plan_for, policy_doc, policy_docs};
 use support::pg::{Server, TestDb, sql};
 use tokio_postgres::Client;
 
-macro_rules! on_both_majors {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn pg15() {
-                super::$name(&crate::support::pg::server(15)).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn pg17() {
-                super::$name(&crate::support::pg::server(17)).await
-            }
-        }
-    )*};
-}
-
-on_both_majors!(
+on_every_major!(
     monthly_premake_six_with_brin,
     daily_backlog_in_default_report_then_repair,
     daily_backlog_in_default_repair,

@@ -47,22 +47,8 @@ use support::pg::{Server, TestDb, sql};
 use support::traffic::{self, Key, Model, Rng, Sets, Traffic, spread_rows};
 use tokio_postgres::Client;
 
-macro_rules! on_both_majors {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn pg15() {
-                super::$name(&crate::support::pg::server(15)).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn pg17() {
-                super::$name(&crate::support::pg::server(17)).await
-            }
-        }
-    )*};
-}
-
-on_both_majors!(
+on_every_major!(
+    worker_threads = 4;
     harness_sees_what_a_batch_move_hides,
     repair_under_traffic,
     repair_killed_under_traffic,
@@ -103,25 +89,12 @@ async fn one_i64(client: &Client, query: &str) -> i64 {
         .get(0)
 }
 
-/// `pgpart apply` as a child process; `cli::wait` collects it.
-fn spawn_apply(file: &cli::PolicyFile, url: &str, now: &str) -> tokio::process::Child {
-    cli::spawn(&[
-        "apply",
-        "--policy",
-        file.path_str(),
-        "--database-url",
-        url,
-        "--now",
-        now,
-    ])
-}
-
 /// Runs `apply` as a child process while the traffic runs; returns the run and how many
 /// traffic statements ran while it did.
 async fn apply_under(traffic: &Traffic, url: &str, policy: &str, now: &str) -> (Run, u64) {
     let file = cli::PolicyFile::new(policy);
     let before = traffic.ops();
-    let run = cli::wait(spawn_apply(&file, url, now)).await;
+    let run = cli::wait(cli::spawn_apply(&file, url, now)).await;
     (run, traffic.ops() - before)
 }
 
@@ -522,7 +495,7 @@ async fn repair_killed_under_traffic(server: &Server) {
               WHERE datname = current_database() AND application_name = 'pgpart'"
                 .to_string()
         };
-        let mut child = spawn_apply(&file, &db.url, REPAIR_NOW);
+        let mut child = cli::spawn_apply(&file, &db.url, REPAIR_NOW);
         let started = Instant::now();
         let killed = loop {
             if child.try_wait().expect("poll apply").is_some() {
@@ -659,7 +632,7 @@ async fn create_with_holder(server: &Server, lock: &str, held: &str) {
     let hold_start = Instant::now();
     let file = cli::PolicyFile::new(&create_policy(6));
     let before = traffic.ops();
-    let mut child = spawn_apply(&file, &db.url, "2026-11-19T12:00:00Z");
+    let mut child = cli::spawn_apply(&file, &db.url, "2026-11-19T12:00:00Z");
     // The checkpoint: half-way through the hold, or when the apply is seen queued for a
     // lock, whichever is later (an apply that is already done by then stalls nobody).
     // From there to the release readers must complete probes: a stall for the rest of

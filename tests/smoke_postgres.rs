@@ -1,7 +1,7 @@
 //! The test PostgreSQL servers are really there, are the majors they claim to be, and
 //! `support::pg::TestDb` gives each test its own database.
 //!
-//! Needs PGPART_TEST_PG15_URL and PGPART_TEST_PG17_URL (see tests/support/pg.rs).
+//! Needs PGPART_TEST_PG_MAJORS and a PGPART_TEST_PG<major>_URL for each (tests/support/pg.rs).
 
 mod support;
 

@@ -3,6 +3,7 @@
 # no controller-manager) for pgpart's integration tests. Source this file:
 #
 #   source scripts/lib/kube.sh
+#   kube_version               # the kube-apiserver version to use (see PGPART_TESTENV_KUBE)
 #   kube_build                 # build/cache binaries (tools/testenv), print paths and
 #                              # export KUBE_TESTENV_{APISERVER,ETCD,HELM}_BIN
 #   kube_up   DIR              # start etcd + kube-apiserver, write DIR/kubeconfig
@@ -16,7 +17,9 @@
 #   KUBE_TESTENV_SERVER (https://127.0.0.1:PORT), KUBE_TESTENV_VERSION (v1.x.y),
 #   PGPART_TEST_KUBECONFIG, PGPART_TEST_KUBE_VERSION (what tests/support/kube.rs reads).
 # DIR/versions lists the versions of the three binaries; DIR/*.log has the logs.
-# Tunables: KUBE_UP_TIMEOUT (s, default 120), KUBE_DOWN_TIMEOUT (s, default 15),
+# Tunables: PGPART_TESTENV_KUBE (kube-apiserver version: one of KUBE_VERSIONS in
+# tools/testenv/versions.env, as v1.34.4, 1.34 or v1.34; default KUBE_VERSION, the newest),
+# KUBE_UP_TIMEOUT (s, default 120), KUBE_DOWN_TIMEOUT (s, default 15),
 # PGPART_CACHE (binary cache root, default ~/.cache/pgpart).
 # (No ETCD_* names: etcd would read them as flags.)
 # Safe under `set -euo pipefail`; functions return non-zero instead of exiting.
@@ -25,11 +28,28 @@ _KUBE_LIB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 _kube_log() { echo "kube.sh: $*" >&2; }
 
-# kube_build: build or reuse kube-apiserver, etcd and helm; sets KUBE_TESTENV_APISERVER_BIN,
-# KUBE_TESTENV_ETCD_BIN, KUBE_TESTENV_HELM_BIN and prints "name=path" lines.
+# kube_version [WANT]: the full version in KUBE_VERSIONS that WANT (default
+# $PGPART_TESTENV_KUBE, else KUBE_VERSION) names: v1.34.4, v1.34 and 1.34 all mean v1.34.4.
+kube_version() {
+  # shellcheck source=../../tools/testenv/versions.env
+  source "$_KUBE_LIB_ROOT/tools/testenv/versions.env"
+  local want=${1:-${PGPART_TESTENV_KUBE:-$KUBE_VERSION}} v
+  want=v${want#v}
+  for v in $KUBE_VERSIONS; do
+    if [ "$v" = "$want" ] || [ "${v%.*}" = "$want" ]; then echo "$v"; return 0; fi
+  done
+  _kube_log "unsupported Kubernetes version '${want#v}': pick one of $KUBE_VERSIONS (tools/testenv/versions.env)"
+  return 1
+}
+
+# kube_build: build or reuse kube-apiserver (of kube_version), etcd and helm; sets
+# KUBE_TESTENV_APISERVER_BIN, KUBE_TESTENV_ETCD_BIN, KUBE_TESTENV_HELM_BIN and prints
+# "name=path" lines.
 kube_build() {
-  local out line
-  out=$("$_KUBE_LIB_ROOT/tools/testenv/build.sh") || { _kube_log "kube_build FAILED"; return 1; }
+  local out line version
+  version=$(kube_version) || return 1
+  out=$("$_KUBE_LIB_ROOT/tools/testenv/build.sh" "kube-apiserver@$version" etcd helm) ||
+    { _kube_log "kube_build FAILED"; return 1; }
   while IFS= read -r line; do
     case $line in
       kube-apiserver=*) KUBE_TESTENV_APISERVER_BIN=${line#*=} ;;
@@ -100,15 +120,16 @@ kube_up() {
   [ $# -eq 1 ] || { _kube_log "usage: kube_up DIR"; return 2; }
   mkdir -p "$1" || return 1
   local dir; dir=$(cd "$1" && pwd)
-  local timeout=${KUBE_UP_TIMEOUT:-120} deadline token ports pc pp pa
+  local timeout=${KUBE_UP_TIMEOUT:-120} deadline token ports pc pp pa version
   if [ -f "$dir/kube-apiserver.pid" ] || [ -f "$dir/etcd.pid" ]; then
     _kube_log "kube_up: $dir already has a control plane (run kube_down $dir first)"; return 1
   fi
-  if [ -z "${KUBE_TESTENV_APISERVER_BIN:-}" ] || [ -z "${KUBE_TESTENV_ETCD_BIN:-}" ]; then
-    kube_build >/dev/null || return 1
-  fi
   # shellcheck source=../../tools/testenv/versions.env
   source "$_KUBE_LIB_ROOT/tools/testenv/versions.env"
+  version=$(kube_version) || return 1
+  if [[ ${KUBE_TESTENV_APISERVER_BIN:-} != *"-$version" ]] || [ -z "${KUBE_TESTENV_ETCD_BIN:-}" ]; then
+    kube_build >/dev/null || return 1
+  fi
 
   _kube_certs "$dir" || { _kube_log "openssl failed:"; cat "$dir/openssl.log" >&2; return 1; }
   token=$(python3 -c 'import secrets; print(secrets.token_hex(24))') || return 1
@@ -168,17 +189,17 @@ EOF
     kubectl --kubeconfig="$dir/kubeconfig" get namespace default ||
     { _kube_fail "$dir" "namespace default never appeared"; return 1; }
 
-  printf 'kube-apiserver=%s\netcd=%s\nhelm=%s\n' "$KUBE_VERSION" "$ETCD_VERSION" "$HELM_VERSION" \
+  printf 'kube-apiserver=%s\netcd=%s\nhelm=%s\n' "$version" "$ETCD_VERSION" "$HELM_VERSION" \
     >"$dir/versions"
   export KUBE_TESTENV_DIR=$dir KUBE_TESTENV_KUBECONFIG=$dir/kubeconfig \
-    KUBE_TESTENV_SERVER=$server KUBE_TESTENV_VERSION=$KUBE_VERSION
-  export PGPART_TEST_KUBECONFIG=$KUBE_TESTENV_KUBECONFIG PGPART_TEST_KUBE_VERSION=$KUBE_VERSION
+    KUBE_TESTENV_SERVER=$server KUBE_TESTENV_VERSION=$version
+  export PGPART_TEST_KUBECONFIG=$KUBE_TESTENV_KUBECONFIG PGPART_TEST_KUBE_VERSION=$version
   local v
   for v in KUBE_TESTENV_DIR KUBE_TESTENV_KUBECONFIG KUBE_TESTENV_SERVER KUBE_TESTENV_VERSION \
     PGPART_TEST_KUBECONFIG PGPART_TEST_KUBE_VERSION; do
     printf 'export %s=%q\n' "$v" "${!v}"
   done >"$dir/env"
-  _kube_log "control plane $KUBE_VERSION up at $server (kubeconfig $dir/kubeconfig)"
+  _kube_log "control plane $version up at $server (kubeconfig $dir/kubeconfig)"
 }
 
 # kube_down DIR: stop what kube_up started in DIR: TERM, then KILL after

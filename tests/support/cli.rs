@@ -131,6 +131,19 @@ pub fn spawn(args: &[&str]) -> tokio::process::Child {
 }
 
 /// Waits for a child from [`spawn`].
+/// `pgpart apply --policy FILE --database-url URL --now NOW` as a child process.
+pub fn spawn_apply(file: &PolicyFile, url: &str, now: &str) -> tokio::process::Child {
+    spawn(&[
+        "apply",
+        "--policy",
+        file.path_str(),
+        "--database-url",
+        url,
+        "--now",
+        now,
+    ])
+}
+
 pub async fn wait(child: tokio::process::Child) -> Run {
     let out = child.wait_with_output().await.expect("wait for pgpart");
     Run {

@@ -1,13 +1,15 @@
 //! Real PostgreSQL servers for integration tests.
 //!
-//! The servers are started outside the test binary (see `scripts/lib/postgres.sh`:
-//! `pg_up DIR NAME MAJOR` prints a superuser URL) and handed over in environment variables:
+//! The servers are started outside the test binary (`scripts/testenv up`, which calls
+//! `pg_up DIR NAME MAJOR` from `scripts/lib/postgres.sh`) and handed over in environment
+//! variables:
 //!
-//! * `PGPART_TEST_PG15_URL` — superuser URL of a PostgreSQL 15 server, `postgres` database
-//! * `PGPART_TEST_PG17_URL` — the same for PostgreSQL 17
+//! * `PGPART_TEST_PG_MAJORS` — the majors of this run, e.g. `14 15 16 17 18`
+//! * `PGPART_TEST_PG<major>_URL` — superuser URL of that server's `postgres` database
 //!
 //! A missing variable is a test failure (panic), never a skip: a green run must mean the
-//! tests really ran against both majors.
+//! tests really ran. The one exception is [`on_every_major!`](crate::on_every_major): a run
+//! that chose fewer majors (`scripts/test --pg 16`) says by name which cases it left out.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -16,42 +18,96 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio_postgres::{Client, NoTls};
 
-/// Environment variable holding the admin URL for each supported major.
-pub const SERVER_ENV: [(u32, &str); 2] =
-    [(15, "PGPART_TEST_PG15_URL"), (17, "PGPART_TEST_PG17_URL")];
+/// Every major pgpart supports, oldest first.
+pub const MAJORS: [u32; 5] = [14, 15, 16, 17, 18];
+
+/// Environment variable listing the majors of this run.
+pub const MAJORS_ENV: &str = "PGPART_TEST_PG_MAJORS";
 
 /// One PostgreSQL server under test.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Server {
-    /// Major version this server is expected to be (15 or 17).
+    /// Major version this server is expected to be.
     pub major: u32,
     /// Superuser URL to the `postgres` database, e.g. `postgresql://postgres@127.0.0.1:5432/postgres`.
     pub admin_url: String,
 }
 
-/// All servers the tests must run against, one per supported major. Panics if any is not configured.
-pub fn servers() -> Vec<Server> {
-    SERVER_ENV.iter().map(|&(major, _)| server(major)).collect()
+/// The majors this run's environment started. Panics if it names none or an unknown one.
+pub fn majors_in_run() -> Vec<u32> {
+    let list = std::env::var(MAJORS_ENV).unwrap_or_default();
+    let majors: Vec<u32> = list
+        .split_whitespace()
+        .map(|m| match m.parse() {
+            Ok(m) if MAJORS.contains(&m) => m,
+            _ => panic!("{MAJORS_ENV}={list:?}: {m:?} is not a supported major ({MAJORS:?})"),
+        })
+        .collect();
+    assert!(
+        !majors.is_empty(),
+        "{MAJORS_ENV} is not set: integration tests need real PostgreSQL servers; \
+         run them through scripts/test, or `scripts/testenv up DIR && source DIR/env`"
+    );
+    majors
 }
 
-/// The server of one major (15 or 17). Panics if it is not configured.
+/// Every server of this run, one per major.
+pub fn servers() -> Vec<Server> {
+    majors_in_run().into_iter().map(server).collect()
+}
+
+/// The server of one major, or `None` (said on stderr, naming the case) when this run left
+/// that major out. Used by [`on_every_major!`](crate::on_every_major) only.
+pub fn server_in_run(major: u32, case: &str) -> Option<Server> {
+    if majors_in_run().contains(&major) {
+        Some(server(major))
+    } else {
+        eprintln!("{case}: not run: PostgreSQL {major} is not in {MAJORS_ENV}");
+        None
+    }
+}
+
+/// The server of one major. Panics if it is not configured.
 pub fn server(major: u32) -> Server {
-    let var = SERVER_ENV
-        .iter()
-        .find(|(m, _)| *m == major)
-        .unwrap_or_else(|| panic!("no test PostgreSQL server is defined for major {major}"))
-        .1;
-    match std::env::var(var) {
+    let var = format!("PGPART_TEST_PG{major}_URL");
+    match std::env::var(&var) {
         Ok(url) if !url.trim().is_empty() => Server {
             major,
             admin_url: url.trim().to_owned(),
         },
         _ => panic!(
-            "{var} is not set: integration tests need a real PostgreSQL {major} server. \
-             Start one with `source scripts/lib/postgres.sh && pg_install && \
-             export {var}=$(pg_up \"$DIR\" pg{major} {major})`"
+            "{var} is not set: this test needs a real PostgreSQL {major} server. \
+             scripts/testenv starts it unless PGPART_TESTENV_PG leaves it out"
         ),
     }
+}
+
+/// One async test per supported major for each named `async fn(&Server)`:
+/// `on_every_major!(a, b)` makes `a::pg14` … `a::pg18`, each on a two-thread runtime;
+/// `on_every_major!(worker_threads = 4; a, b)` chooses the thread count.
+#[macro_export]
+macro_rules! on_every_major {
+    (worker_threads = $threads:literal; $($name:ident),* $(,)?) => {$(
+        mod $name {
+            $crate::on_every_major!(@case $threads, $name, pg14, 14);
+            $crate::on_every_major!(@case $threads, $name, pg15, 15);
+            $crate::on_every_major!(@case $threads, $name, pg16, 16);
+            $crate::on_every_major!(@case $threads, $name, pg17, 17);
+            $crate::on_every_major!(@case $threads, $name, pg18, 18);
+        }
+    )*};
+    (@case $threads:literal, $name:ident, $test:ident, $major:literal) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = $threads)]
+        async fn $test() {
+            let case = concat!(stringify!($name), "::", stringify!($test));
+            if let Some(server) = $crate::support::pg::server_in_run($major, case) {
+                super::$name(&server).await
+            }
+        }
+    };
+    ($($name:ident),* $(,)?) => {
+        $crate::on_every_major!(worker_threads = 2; $($name),*);
+    };
 }
 
 impl Server {

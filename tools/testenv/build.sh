@@ -2,8 +2,10 @@
 # shellcheck source-path=SCRIPTDIR
 # Build (or reuse) the test control plane binaries: kube-apiserver, etcd, helm.
 #
-#   tools/testenv/build.sh [kube-apiserver|etcd|helm ...]   # default: all three
+#   tools/testenv/build.sh [kube-apiserver[@VERSION]|etcd|helm ...]   # default: all three
 #
+# kube-apiserver is KUBE_VERSION unless @VERSION names another of KUBE_VERSIONS; its module is
+# kube-apiserver/v1.<minor>/go.mod with the shared kube-apiserver/main.go.
 # Binaries are cached outside the repo, keyed by version:
 #   ${PGPART_CACHE:-$HOME/.cache/pgpart}/bin/<name>-<version>
 # so only the first run pays for the (slow: ~10-15 min on 2 cores) build.
@@ -24,16 +26,25 @@ release_time() { # module@version
 d=json.load(sys.stdin); print(json.load(open(d["Info"]))["Time"])'
 }
 
-build_one() { # name
-  local name=$1 version pkg ldflags
+build_one() { # name[@version]
+  local name=${1%@*} version pkg ldflags src
   case $name in
     kube-apiserver)
       version=$KUBE_VERSION pkg=.
-      local minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
+      [[ $1 != *@* ]] || version=${1#*@}
+      [[ " $KUBE_VERSIONS " == *" $version "* ]] ||
+        { echo "testenv build: kube-apiserver $version is not in KUBE_VERSIONS ($KUBE_VERSIONS)" >&2; return 1; }
+      local minor=${version#v1.}; minor=${minor%%.*}
+      # go build needs main.go beside the go.mod: stage both in the cache.
+      src=${PGPART_CACHE:-$HOME/.cache/pgpart}/src/kube-apiserver-$version
+      rm -rf "$src" && mkdir -p "$src" &&
+        cp "$here/$name/main.go" "$here/$name/v1.$minor/go.mod" "$here/$name/v1.$minor/go.sum" "$src/" || return 1
+      grep -qF "for k8s.io/kubernetes $version." "$src/go.mod" ||
+        { echo "testenv build: $name/v1.$minor/go.mod is not for $version: run tools/testenv/gen-replaces.sh $version" >&2; return 1; }
       local v=k8s.io/component-base/version
-      ldflags="-X $v.gitVersion=$KUBE_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor"
+      ldflags="-X $v.gitVersion=$version -X $v.gitMajor=1 -X $v.gitMinor=$minor"
       ldflags+=" -X $v.gitTreeState=clean -X $v.gitCommit="
-      ldflags+=" -X $v.buildDate=$(cd "$here/$name" && release_time "k8s.io/kubernetes@$KUBE_VERSION")" ;;
+      ldflags+=" -X $v.buildDate=$(cd "$src" && release_time "k8s.io/kubernetes@$version")" ;;
     etcd)
       version=$ETCD_VERSION pkg=.
       ldflags="-X go.etcd.io/etcd/api/v3/version.GitSHA=unknown" ;; # Version is a const
@@ -43,13 +54,14 @@ build_one() { # name
       ldflags="-X $v.version=$HELM_VERSION -X $v.gitTreeState=clean" ;;
     *) echo "testenv build: unknown binary '$name'" >&2; return 1 ;;
   esac
+  src=${src:-$here/$name}
   local out=$bindir/$name-$version stamp
   # The name carries the version; the stamp catches other input changes (go.sum, flags).
-  stamp=$(cd "$here/$name" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-16)-$(echo "$ldflags" | sha256sum | cut -c1-16)
+  stamp=$(cd "$src" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-16)-$(echo "$ldflags" | sha256sum | cut -c1-16)
   if [ ! -x "$out" ] || [ "$(cat "$out.stamp" 2>/dev/null)" != "$stamp" ]; then
     echo "testenv build: building $name $version (cold kube-apiserver takes 10+ min)..." >&2
     local start=$SECONDS
-    (cd "$here/$name" &&
+    (cd "$src" &&
       GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" \
         "$go" build -trimpath -pgo=off -ldflags "-s -w $ldflags" -o "$out.tmp.$$" "$pkg") ||
       { rm -f "$out.tmp.$$"; echo "testenv build: FAILED to build $name $version" >&2; return 1; }
