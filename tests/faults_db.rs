@@ -10,8 +10,18 @@ use std::time::{Duration, Instant};
 use support::cli::{self, PolicyFile, policy_doc};
 use support::clock;
 use support::faults::OwnPg;
-use support::pg::{self, TestDb};
+use support::pg::{self, Server, TestDb};
 use tokio_postgres::Client;
+
+on_every_major!(
+    server_restart_mid_pass_then_rerun_completes_without_overlap,
+    lock_held_on_parent_times_out_without_blocking_inserts,
+    sigkill_during_repair_loses_no_row_and_next_run_finishes,
+    repair_retried_after_lock_timeout_at_attach_completes,
+    sigkill_during_detach_concurrently_is_finalized_by_the_next_run,
+    a_locked_table_stalls_no_other_and_reports_its_lock,
+    detach_concurrently_timed_out_by_a_reader_is_finalized_in_the_same_pass,
+);
 
 /// Poll `check` every 20 ms until it returns true, up to `timeout`; panics with `what`.
 async fn until<F, Fut>(what: &str, timeout: Duration, mut check: F)
@@ -77,14 +87,13 @@ async fn assert_tiled(client: &Client, parent: &str, expect: usize) {
 }
 
 // 1. PostgreSQL restarted in the middle of a pass.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_restart_mid_pass_then_rerun_completes_without_overlap() {
+async fn server_restart_mid_pass_then_rerun_completes_without_overlap(pg_server: &Server) {
     let now = clock::now();
     let now_arg = clock::rfc3339(now);
     let today = now.date_naive();
     let start = today - chrono::Days::new(200);
     let end = today + chrono::Days::new(6);
-    let server = OwnPg::start(17, &[]);
+    let server = OwnPg::start(pg_server.major, &[]);
     let admin = pg::connect(&server.url).await;
     admin
         .batch_execute(
@@ -110,15 +119,7 @@ async fn server_restart_mid_pass_then_rerun_completes_without_overlap() {
         ),
     );
     let file = PolicyFile::new(&policy);
-    let child = cli::spawn(&[
-        "apply",
-        "--policy",
-        file.path_str(),
-        "--database-url",
-        &server.url,
-        "--now",
-        &now_arg,
-    ]);
+    let child = cli::spawn_apply(&file, &server.url, &now_arg);
     let watcher = pg::connect(&server.url).await;
     until(
         "apply attached 20 partitions",
@@ -183,11 +184,10 @@ async fn server_restart_mid_pass_then_rerun_completes_without_overlap() {
 }
 
 // 3. A long transaction holds a lock on the parent that ATTACH needs.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lock_held_on_parent_times_out_without_blocking_inserts() {
+async fn lock_held_on_parent_times_out_without_blocking_inserts(pg_server: &Server) {
     let now = clock::now();
     let now_arg = clock::rfc3339(now);
-    let db = TestDb::create(&pg::server(17)).await;
+    let db = TestDb::create(pg_server).await;
     db.client
         .batch_execute(
             "CREATE TABLE public.events (id bigint GENERATED ALWAYS AS IDENTITY, at timestamptz NOT NULL, payload text)
@@ -384,12 +384,11 @@ async fn digest(client: &Client, from: &str) -> (i64, String) {
 
 // 4. SIGKILL during a default-partition repair: the repair is one transaction, so a kill
 // at any point leaves the table as it was or repaired, with every row visible throughout.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_during_repair_loses_no_row_and_next_run_finishes() {
+async fn sigkill_during_repair_loses_no_row_and_next_run_finishes(pg_server: &Server) {
     let now_arg = clock::now_arg();
     let month = clock::month_start(clock::parse(&now_arg));
     let child_name = format!("public.{}", clock::monthly_name("events", month));
-    let db = TestDb::create(&pg::server(15)).await;
+    let db = TestDb::create(pg_server).await;
     db.client
         .batch_execute(&format!(
             "CREATE TABLE public.events (id bigint NOT NULL, at timestamptz NOT NULL, payload text)
@@ -441,15 +440,7 @@ async fn sigkill_during_repair_loses_no_row_and_next_run_finishes() {
     // few times; whichever way each kill falls, the rows are all there.
     let mut killed_in_transaction = 0;
     for attempt in 0..3 {
-        let mut child = cli::spawn(&[
-            "apply",
-            "--policy",
-            file.path_str(),
-            "--database-url",
-            &db.url,
-            "--now",
-            &now_arg,
-        ]);
+        let mut child = cli::spawn_apply(&file, &db.url, &now_arg);
         let mut in_tx = false;
         while child.try_wait().unwrap().is_none() {
             in_tx = watcher
@@ -522,12 +513,11 @@ async fn sigkill_during_repair_loses_no_row_and_next_run_finishes() {
 
 // 4b. A repair whose lock request times out (a writer's transaction is open on the parent)
 // is retried once the writer is done, without queueing behind it in between.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn repair_retried_after_lock_timeout_at_attach_completes() {
+async fn repair_retried_after_lock_timeout_at_attach_completes(pg_server: &Server) {
     let now_arg = clock::now_arg();
     let month = clock::month_start(clock::parse(&now_arg));
     let child_name = format!("public.{}", clock::monthly_name("events", month));
-    let db = TestDb::create(&pg::server(17)).await;
+    let db = TestDb::create(pg_server).await;
     db.client
         .batch_execute(&format!(
             "CREATE TABLE public.events (id bigint NOT NULL, at timestamptz NOT NULL, payload text)
@@ -560,15 +550,7 @@ async fn repair_retried_after_lock_timeout_at_attach_completes() {
          lockTimeout: 1s",
     );
     let file = PolicyFile::new(&policy);
-    let child = cli::spawn(&[
-        "apply",
-        "--policy",
-        file.path_str(),
-        "--database-url",
-        &db.url,
-        "--now",
-        &now_arg,
-    ]);
+    let child = cli::spawn_apply(&file, &db.url, &now_arg);
     let watcher = db.connect().await;
     let waiting = || async {
         watcher
@@ -608,12 +590,17 @@ async fn repair_retried_after_lock_timeout_at_attach_completes() {
 
 // SIGKILL while DETACH … CONCURRENTLY waits for an old snapshot: the partition is left
 // "detach pending"; the next run finalizes it and goes on with retention.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_during_detach_concurrently_is_finalized_by_the_next_run() {
-    let now_arg = clock::now_arg();
-    let month = clock::month_start(clock::parse(&now_arg));
+/// Ten monthly partitions back and one ahead of now, with 5000 hourly rows from the middle
+/// of the first month, and the policy that retires (detaches) the seven oldest of them.
+/// Returns the database, the first month, the row count and the policy.
+async fn ten_months_to_retire(
+    pg_server: &Server,
+    now_arg: &str,
+    lock_timeout: &str,
+) -> (TestDb, chrono::NaiveDate, i64, String) {
+    let month = clock::month_start(clock::parse(now_arg));
     let start = clock::add_months(month, -10);
-    let db = TestDb::create(&pg::server(17)).await;
+    let db = TestDb::create(pg_server).await;
     db.client
         .batch_execute(
             "CREATE TABLE public.events (id bigint NOT NULL, at timestamptz NOT NULL) PARTITION BY RANGE (at);",
@@ -630,7 +617,7 @@ async fn sigkill_during_detach_concurrently_is_finalized_by_the_next_run() {
                startFrom: \"{start}\""
         ),
     );
-    cli::apply(&db.url, &make, &now_arg)
+    cli::apply(&db.url, &make, now_arg)
         .await
         .ok("make 10 months back .. 1 ahead");
     assert_eq!(cli::partitions(&db.client, "public.events").await.len(), 12);
@@ -640,55 +627,32 @@ async fn sigkill_during_detach_concurrently_is_finalized_by_the_next_run() {
         .await
         .unwrap();
     let rows_before = cli::count(&db.client, "public.events").await;
-
-    // An old snapshot: DETACH CONCURRENTLY's second transaction waits for it.
-    let holder = db.connect().await;
-    holder
-        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM public.events")
-        .await
-        .unwrap();
     let retire = policy_doc(
         "events",
-        "table: public.events
-         range:
-           interval: 1 month
-           premake: 1
-         retention:
-           keep: 3 months
-           action: Detach
-         lockTimeout: 60s",
+        &format!(
+            "table: public.events
+             range:
+               interval: 1 month
+               premake: 1
+             retention:
+               keep: 3 months
+               action: Detach
+             lockTimeout: {lock_timeout}"
+        ),
     );
-    let file = PolicyFile::new(&retire);
-    let child = cli::spawn(&[
-        "apply",
-        "--policy",
-        file.path_str(),
-        "--database-url",
-        &db.url,
-        "--now",
-        &now_arg,
-    ]);
-    let watcher = db.connect().await;
-    until("a detach is pending", Duration::from_secs(60), || async {
-        watcher
-            .query_one(
-                "SELECT count(*) FROM pg_inherits WHERE inhdetachpending",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get::<_, i64>(0)
-            > 0
-    })
-    .await;
-    let mut child = child;
-    child.start_kill().unwrap();
-    let killed = cli::wait(child).await;
-    assert_eq!(killed.code, -1, "{}", killed.both());
-    holder.batch_execute("COMMIT").await.unwrap();
+    (db, start, rows_before, retire)
+}
 
-    let run = cli::apply(&db.url, &retire, &now_arg).await;
-    run.ok("apply after the kill");
+/// now − 3 months falls in the month 3 before this one: the 7 months from 10 to 4 months
+/// ago are retired (detached, kept as tables), the 5 from 3 months ago to next month kept,
+/// and no row is lost.
+async fn assert_seven_detached(
+    db: &TestDb,
+    now_arg: &str,
+    start: chrono::NaiveDate,
+    rows_before: i64,
+    run: &cli::Run,
+) {
     let pending: i64 = db
         .client
         .query_one(
@@ -699,15 +663,13 @@ async fn sigkill_during_detach_concurrently_is_finalized_by_the_next_run() {
         .unwrap()
         .get(0);
     assert_eq!(pending, 0, "{}", run.both());
-    // now − 3 months falls in the month 3 before this one: the 7 months from 10 to 4 months
-    // ago are retired, the 5 from 3 months ago to next month kept.
     let names = cli::partition_names(&db.client, "public.events").await;
     assert_eq!(
         names,
         clock::monthly_between(
             "events",
-            clock::parse(&now_arg) - chrono::Months::new(3),
-            clock::parse(&now_arg),
+            clock::parse(now_arg) - chrono::Months::new(3),
+            clock::parse(now_arg),
             1
         ),
         "{}",
@@ -726,16 +688,95 @@ async fn sigkill_during_detach_concurrently_is_finalized_by_the_next_run() {
         detached_rows + cli::count(&db.client, "public.events").await,
         rows_before
     );
+}
+
+/// Polls until a partition of the database is pending detach.
+async fn until_detach_pending(watcher: &Client) {
+    until("a detach is pending", Duration::from_secs(60), || async {
+        watcher
+            .query_one(
+                "SELECT count(*) FROM pg_inherits WHERE inhdetachpending",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            > 0
+    })
+    .await;
+}
+
+async fn sigkill_during_detach_concurrently_is_finalized_by_the_next_run(pg_server: &Server) {
+    let now_arg = clock::now_arg();
+    let (db, start, rows_before, retire) = ten_months_to_retire(pg_server, &now_arg, "60s").await;
+    // An old snapshot: DETACH CONCURRENTLY's second transaction waits for it.
+    let holder = db.connect().await;
+    holder
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM public.events")
+        .await
+        .unwrap();
+    let file = PolicyFile::new(&retire);
+    let child = cli::spawn_apply(&file, &db.url, &now_arg);
+    let watcher = db.connect().await;
+    until_detach_pending(&watcher).await;
+    let mut child = child;
+    child.start_kill().unwrap();
+    let killed = cli::wait(child).await;
+    assert_eq!(killed.code, -1, "{}", killed.both());
+    holder.batch_execute("COMMIT").await.unwrap();
+
+    let run = cli::apply(&db.url, &retire, &now_arg).await;
+    run.ok("apply after the kill");
+    assert_seven_detached(&db, &now_arg, start, rows_before, &run).await;
     drop((holder, watcher));
+    db.drop_db().await;
+}
+
+/// A reader outlasting lockTimeout while DETACH CONCURRENTLY's second transaction waits
+/// for it: the wait times out with the partition pending detach, and the same pass goes on
+/// with FINALIZE (any other DETACH on the table is refused) once the reader is gone.
+async fn detach_concurrently_timed_out_by_a_reader_is_finalized_in_the_same_pass(
+    pg_server: &Server,
+) {
+    let now_arg = clock::now_arg();
+    let (db, start, rows_before, retire) = ten_months_to_retire(pg_server, &now_arg, "50ms").await;
+    let reader = db.connect().await;
+    reader
+        .batch_execute("BEGIN; SELECT count(*) FROM public.events")
+        .await
+        .unwrap();
+    let file = PolicyFile::new(&retire);
+    let child = cli::spawn_apply(&file, &db.url, &now_arg);
+    let watcher = db.connect().await;
+    until_detach_pending(&watcher).await;
+    // The reader stays until pgpart's wait for it has timed out and pgpart has gone on:
+    // to FINALIZE, or (what this test guards against) out, failing every retirement.
+    until("pgpart finalizes, or has gone", Duration::from_secs(60), || async {
+        watcher
+            .query_one(
+                "SELECT count(*) FILTER (WHERE query ILIKE '%DETACH PARTITION%FINALIZE%') > 0 \
+                        OR count(*) = 0 \
+                   FROM pg_stat_activity WHERE application_name = 'pgpart' AND datname = current_database()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+    })
+    .await;
+    reader.batch_execute("COMMIT").await.unwrap();
+    let run = cli::wait(child).await;
+    run.ok("apply with a reader outlasting lockTimeout");
+    assert_seven_detached(&db, &now_arg, start, rows_before, &run).await;
+    drop((reader, watcher));
     db.drop_db().await;
 }
 
 // 6. A table whose DEFAULT partition another session holds locked: a run for another table
 // goes on (only the tables the policies name are observed), and a run for this one says
 // why instead of waiting for ever.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_locked_table_stalls_no_other_and_reports_its_lock() {
-    let db = TestDb::create(&pg::server(17)).await;
+async fn a_locked_table_stalls_no_other_and_reports_its_lock(pg_server: &Server) {
+    let db = TestDb::create(pg_server).await;
     pg::sql(
         &db.client,
         "CREATE TABLE public.a (at timestamptz NOT NULL) PARTITION BY RANGE (at);

@@ -294,10 +294,20 @@ async fn execute_action(
             if let Some(mark) = action::mark_retiring(ctx, partition, *how, to_schema.as_deref()) {
                 in_transaction(client, ctx, &[mark]).await?;
             }
-            let detach = action::detach(ctx, partition, concurrently);
             if concurrently {
-                with_session_lock_timeout(client, ctx.lock_timeout, &detach).await?;
+                // A try of this pass may have timed out waiting in DETACH CONCURRENTLY's
+                // second transaction: the partition is then pending detach, and only
+                // FINALIZE may go on (any other DETACH on the table is refused).
+                let detach = match attachment(client, ctx, partition).await? {
+                    Attachment::Attached => action::detach(ctx, partition, true),
+                    Attachment::PendingDetach => action::finalize_detach(ctx, partition),
+                    Attachment::Detached => String::new(),
+                };
+                if !detach.is_empty() {
+                    with_session_lock_timeout(client, ctx.lock_timeout, &detach).await?;
+                }
             } else {
+                let detach = action::detach(ctx, partition, false);
                 in_transaction(client, ctx, std::slice::from_ref(&detach)).await?;
             }
             let rest = action::finish_retire(ctx, partition, *how, to_schema.as_deref());
@@ -318,6 +328,28 @@ async fn execute_action(
         }
         _ => in_transaction(client, ctx, &action::statements(a, ctx, false)).await,
     }
+}
+
+enum Attachment {
+    Attached,
+    PendingDetach,
+    Detached,
+}
+
+/// Whether `partition` is attached to the parent, pending detach, or not a partition of it.
+async fn attachment(client: &Client, ctx: &TableCtx, partition: &str) -> Result<Attachment> {
+    let row = client
+        .query_opt(
+            "SELECT inhdetachpending FROM pg_inherits \
+              WHERE inhrelid = to_regclass($1) AND inhparent = to_regclass($2)",
+            &[&ctx.child(partition), &ctx.parent()],
+        )
+        .await?;
+    Ok(match row.map(|r| r.get::<_, bool>(0)) {
+        Some(false) => Attachment::Attached,
+        Some(true) => Attachment::PendingDetach,
+        None => Attachment::Detached,
+    })
 }
 
 /// The parent's columns that an INSERT may name (generated ones are computed), quoted.

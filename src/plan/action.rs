@@ -441,16 +441,19 @@ pub fn detach(ctx: &TableCtx, name: &str, concurrently: bool) -> String {
     )
 }
 
+/// Completes a `DETACH ... CONCURRENTLY` that was interrupted after its first transaction.
+pub fn finalize_detach(ctx: &TableCtx, name: &str) -> String {
+    format!(
+        "ALTER TABLE {} DETACH PARTITION {} FINALIZE",
+        ctx.parent(),
+        ctx.child(name)
+    )
+}
+
 /// The statements of one action as `pgpart plan` shows them. Repair's batches are shown once.
 pub fn statements(action: &Action, ctx: &TableCtx, concurrent_detach: bool) -> Vec<String> {
     match action {
-        Action::FinishDetach { partition } => {
-            vec![format!(
-                "ALTER TABLE {} DETACH PARTITION {} FINALIZE",
-                ctx.parent(),
-                ctx.child(partition)
-            )]
-        }
+        Action::FinishDetach { partition } => vec![finalize_detach(ctx, partition)],
         Action::CreateRange { slot } => create_owned(
             ctx,
             &slot.name,
