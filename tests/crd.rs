@@ -98,6 +98,14 @@ async fn crd_applies_to_the_apiserver_and_is_established() {
     let second = install_crd(&client).await;
     assert_eq!(crd_condition(&second, "Established"), Some("True"));
     assert_eq!(crd_condition(&second, "NamesAccepted"), Some("True"));
+    // A structural schema (required for CEL rules, defaults and pruning): this apiserver
+    // release reports no NonStructuralSchema problem.
+    assert_ne!(
+        crd_condition(&second, "NonStructuralSchema"),
+        Some("True"),
+        "{:?}",
+        second.status
+    );
     assert_eq!(
         first.metadata.generation, second.metadata.generation,
         "re-applying the same CRD must not change its spec"

@@ -21,6 +21,12 @@ use support::kube::{self as testkube, TestNamespace};
 use support::pg;
 use tokio_postgres::Client;
 
+// The database faults run on every major; the Kubernetes ones (Secret, apiserver) on one.
+on_every_major!(
+    max_connections_reached_reports_unavailable_then_catches_up,
+    clock_jump_of_a_year_retires_at_most_two_per_pass,
+);
+
 async fn setup(prefix: &str) -> (TestNamespace, Api<PartitionPolicy>, Api<Secret>) {
     let client = testkube::client().await;
     ctl::install_crd(&client).await;
@@ -56,10 +62,9 @@ async fn connections_of(admin: &Client, role: &str) -> i64 {
 }
 
 // 2. PostgreSQL at max_connections.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn max_connections_reached_reports_unavailable_then_catches_up() {
+async fn max_connections_reached_reports_unavailable_then_catches_up(pg_server: &pg::Server) {
     let server = OwnPg::start(
-        17,
+        pg_server.major,
         &["max_connections=10", "superuser_reserved_connections=0"],
     );
     let admin = pg::connect(&server.url).await;
@@ -267,9 +272,8 @@ async fn secret_deleted_stalls_naming_it_recreated_recovers_and_password_rotatio
 
 // 7. The clock a year ahead, retention keep 3 months, maxPerPass 2, every 5 s: retirements
 // come at most two per 5 s (the first version retired everything within seconds).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clock_jump_of_a_year_retires_at_most_two_per_pass() {
-    let db = pg::TestDb::create(&pg::server(17)).await;
+async fn clock_jump_of_a_year_retires_at_most_two_per_pass(pg_server: &pg::Server) {
+    let db = pg::TestDb::create(pg_server).await;
     db.client
         .batch_execute(
             "CREATE TABLE public.events (id bigint GENERATED ALWAYS AS IDENTITY, at timestamptz NOT NULL, payload text)

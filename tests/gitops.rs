@@ -514,8 +514,32 @@ fn gitops_policies_are_valid() {
     }
 }
 
+/// The PartitionPolicies of examples/*.yaml, by file.
+fn example_policies() -> Vec<(String, PartitionPolicy)> {
+    let mut files: Vec<String> = std::fs::read_dir(root().join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".yaml"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for file in files {
+        for doc in yaml_docs(&format!("examples/{file}")) {
+            if doc["kind"] == "PartitionPolicy" {
+                let p: PartitionPolicy =
+                    serde_json::from_value(doc).unwrap_or_else(|e| panic!("examples/{file}: {e}"));
+                out.push((format!("examples/{file}"), p));
+            }
+        }
+    }
+    assert!(out.len() >= 5, "examples/ holds the example policies");
+    out
+}
+
+/// Every example and GitOps policy passes the CRD's schema and CEL rules (a server-side
+/// dry run), on whichever apiserver version this run has.
 #[tokio::test]
-async fn gitops_policies_are_accepted_by_the_apiserver() {
+async fn example_and_gitops_policies_are_accepted_by_the_apiserver() {
     let client = kube_support::client().await;
     // The CRD as this build generates it (the same field manager as the other tests).
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
@@ -540,7 +564,10 @@ async fn gitops_policies_are_accepted_by_the_apiserver() {
     }
     let ns = kube_support::TestNamespace::new(&client, "gitops").await;
     let api: Api<PartitionPolicy> = ns.api();
-    for (file, mut p) in gitops_policies() {
+    let gitops = gitops_policies()
+        .into_iter()
+        .map(|(file, p)| (format!("gitops/policies/{file}"), p));
+    for (file, mut p) in gitops.chain(example_policies()) {
         p.metadata.namespace = Some(ns.name().to_string());
         let pname = p.metadata.name.clone().expect("policy name");
         // Right after the CRD is (re)applied the resource may take a moment to be served.
@@ -557,7 +584,7 @@ async fn gitops_policies_are_accepted_by_the_apiserver() {
                 Err(kube::Error::Api(s)) if s.code == 404 && Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(200)).await
                 }
-                Err(e) => panic!("the apiserver refuses gitops/policies/{file}: {e}"),
+                Err(e) => panic!("the apiserver refuses {file}: {e}"),
             }
         }
     }
