@@ -957,6 +957,12 @@ async fn deleting_a_policy_keeps_every_partition() {
     let before = support::cli::snapshot(&env.db.client, true).await;
     let names = env.partition_names("public.events").await;
     assert_eq!(names, clock::monthly("events", pass, 3));
+    let series = format!("namespace=\"{}\",policy=\"events\"", env.ns());
+    let metrics = controller.metrics().await;
+    assert!(
+        metrics.contains(&format!("pgpart_partitions{{{series}")),
+        "the policy's series are exported while it exists:\n{metrics}"
+    );
 
     env.policies
         .delete("events", &DeleteParams::default())
@@ -999,6 +1005,19 @@ async fn deleting_a_policy_keeps_every_partition() {
         .unwrap()
         .get(0);
     assert_eq!(rows, 1);
+
+    // Nothing of the policy stays in the controller's metrics.
+    eventually("no series of the deleted policy", WAIT, || {
+        let (controller, series) = (&controller, &series);
+        async move {
+            let metrics = controller.metrics().await;
+            match metrics.lines().find(|l| l.contains(series.as_str())) {
+                None => Ok(()),
+                Some(line) => Err(format!("still exported: {line}")),
+            }
+        }
+    })
+    .await;
 
     env.teardown(vec![controller]).await;
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures::StreamExt;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{Controller, WatchStreamExt, predicates, reflector, watcher};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
@@ -151,19 +151,12 @@ pub async fn run(args: Args) -> Result<()> {
         controller: "pgpart".into(),
         instance: Some(identity.clone()),
     };
-    // Only spec changes (a new generation) start a pass: the status each pass writes
-    // must not start another one.
     let mut stores = Vec::new();
-    let mut streams = Vec::new();
-    for api in apis {
+    let mut writers = Vec::new();
+    for _ in &apis {
         let (reader, writer) = reflector::store();
-        let policies = watcher(api, watcher::Config::default().any_semantic())
-            .default_backoff()
-            .reflect(writer)
-            .applied_objects()
-            .predicate_filter(predicates::generation, Default::default());
-        stores.push(reader.clone());
-        streams.push((policies, reader));
+        stores.push(reader);
+        writers.push(writer);
     }
     let ctx = Arc::new(Ctx {
         client: client.clone(),
@@ -172,10 +165,42 @@ pub async fn run(args: Args) -> Result<()> {
         pool_size: args.pool_size as usize,
         metrics: metrics.clone(),
         claims: Default::default(),
-        policies: stores,
+        policies: stores.clone(),
         failures: Default::default(),
+        series: Default::default(),
         clock: crate::clock::Clock::new(args.now),
     });
+    // Only spec changes (a new generation) start a pass: the status each pass writes
+    // must not start another one. A deleted policy is forgotten (claims, back-off,
+    // metric series): on its delete event, or, deleted while the watch was down, when the
+    // relist that follows no longer holds it.
+    let mut streams = Vec::new();
+    for ((api, writer), reader) in apis.into_iter().zip(writers).zip(stores.iter().cloned()) {
+        let ctx = ctx.clone();
+        let cache = reader.clone();
+        let mut before_relist = std::collections::HashSet::new();
+        let uids = move || -> std::collections::HashSet<String> {
+            cache.state().iter().filter_map(|p| p.uid()).collect()
+        };
+        let policies = watcher(api, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .reflect(writer)
+            .inspect(move |event| match event {
+                Ok(watcher::Event::Delete(p)) => ctx.forget(&p.uid().unwrap_or_default()),
+                // The cache still holds the old list at Init and the new one at InitDone.
+                Ok(watcher::Event::Init) => before_relist = uids(),
+                Ok(watcher::Event::InitDone) => {
+                    let now = uids();
+                    for gone in before_relist.drain().filter(|u| !now.contains(u)) {
+                        ctx.forget(&gone);
+                    }
+                }
+                _ => {}
+            })
+            .applied_objects()
+            .predicate_filter(predicates::generation, Default::default());
+        streams.push((policies, reader));
+    }
     let controllers = futures::future::join_all(streams.into_iter().map(|(policies, reader)| {
         let ctx = ctx.clone();
         let stop = stopped(stop_rx.clone());

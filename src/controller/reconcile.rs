@@ -38,8 +38,45 @@ pub struct Ctx {
     pub policies: Vec<Store<PartitionPolicy>>,
     /// Consecutive transient failures per policy uid, for back-off.
     pub failures: Mutex<HashMap<String, u32>>,
+    /// The metric label sets each policy (by uid) has written, so that a deleted policy
+    /// leaves no series behind.
+    pub series: Mutex<HashMap<String, PolicySeries>>,
     /// pgpart's clock: the wall clock, or `--now` advancing from the start.
     pub clock: crate::clock::Clock,
+}
+
+#[derive(Default)]
+pub struct PolicySeries {
+    labels: Option<PolicyLabels>,
+    errors: std::collections::HashSet<ErrorLabels>,
+}
+
+impl Ctx {
+    /// Forgets a policy that is gone: its claims, back-off and metric series.
+    pub fn forget(&self, uid: &str) {
+        self.claims
+            .lock()
+            .expect("claims lock")
+            .retain(|_, holder| holder != uid);
+        self.failures.lock().expect("failures lock").remove(uid);
+        if let Some(series) = self.series.lock().expect("series lock").remove(uid) {
+            if let Some(labels) = series.labels {
+                self.metrics.remove_policy(&labels);
+            }
+            for e in series.errors {
+                self.metrics.reconcile_errors.remove(&e);
+            }
+        }
+    }
+
+    /// Records the label sets a pass of policy `uid` wrote (spec.table is immutable, so
+    /// its policy labels never change).
+    fn record_series(&self, uid: &str, labels: &PolicyLabels, error: Option<ErrorLabels>) {
+        let mut all = self.series.lock().expect("series lock");
+        let mine = all.entry(uid.to_owned()).or_default();
+        mine.labels.get_or_insert_with(|| labels.clone());
+        mine.errors.extend(error);
+    }
 }
 
 /// How soon to look again when partitions remain to be made (a bounded pass left work for
@@ -101,6 +138,8 @@ async fn reconcile_pass(
         policy: name.clone(),
         table: policy.spec.table.clone(),
     };
+    let uid = policy.uid().unwrap_or_default();
+    ctx.record_series(&uid, &labels, None);
     ctx.metrics.reconciles.get_or_create(&labels).inc();
     // One instant for the whole pass: the plan, the status and the metrics agree on it.
     let now = ctx.clock.now();
@@ -155,14 +194,16 @@ async fn reconcile_pass(
         }
     }
     if let Some(e) = &report.error {
+        let error_labels = ErrorLabels {
+            namespace: ns.clone(),
+            policy: name.clone(),
+            reason: e.reason().into(),
+        };
         ctx.metrics
             .reconcile_errors
-            .get_or_create(&ErrorLabels {
-                namespace: ns.clone(),
-                policy: name.clone(),
-                reason: e.reason().into(),
-            })
+            .get_or_create(&error_labels)
             .inc();
+        ctx.record_series(&uid, &labels, Some(error_labels));
         events.push(event(EventType::Warning, e.reason(), e.to_string()));
     }
     for ev in &events {
@@ -215,7 +256,6 @@ async fn reconcile_pass(
         .reconcile_seconds
         .observe(started.elapsed().as_secs_f64());
 
-    let uid = policy.uid().unwrap_or_default();
     let requeue = match &report.error {
         Some(e) if e.is_stalled() => every.min(STALLED_RECHECK),
         Some(_) => {

@@ -73,6 +73,17 @@ pub struct Metrics {
     pub pool_in_use: Family<TargetLabels, Gauge>,
 }
 
+impl Metrics {
+    /// Removes every series of one policy on one table.
+    pub fn remove_policy(&self, labels: &PolicyLabels) {
+        self.partitions.remove(labels);
+        self.coverage_seconds.remove(labels);
+        self.covered_until.remove(labels);
+        self.default_rows.remove(labels);
+        self.reconciles.remove(labels);
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("pgpart");
