@@ -130,7 +130,6 @@ pub fn spawn(args: &[&str]) -> tokio::process::Child {
         .unwrap_or_else(|e| panic!("cannot run {PGPART}: {e}"))
 }
 
-/// Waits for a child from [`spawn`].
 /// `pgpart apply --policy FILE --database-url URL --now NOW` as a child process.
 pub fn spawn_apply(file: &PolicyFile, url: &str, now: &str) -> tokio::process::Child {
     spawn(&[
@@ -144,6 +143,7 @@ pub fn spawn_apply(file: &PolicyFile, url: &str, now: &str) -> tokio::process::C
     ])
 }
 
+/// Waits for a child from [`spawn`] or [`spawn_apply`].
 pub async fn wait(child: tokio::process::Child) -> Run {
     let out = child.wait_with_output().await.expect("wait for pgpart");
     Run {

@@ -8,7 +8,7 @@
 # kube-apiserver/v1.<minor>/go.mod with the shared kube-apiserver/main.go.
 # Binaries are cached outside the repo, keyed by version:
 #   ${PGPART_CACHE:-$HOME/.cache/pgpart}/bin/<name>-<version>
-# so only the first run pays for the (slow: ~10-15 min on 2 cores) build.
+# so only the first run pays for the (slow: ~4-5 min per kube-apiserver on 2 cores) build.
 # Prints one "name=path" line per binary on stdout; logs go to stderr.
 set -euo pipefail
 
@@ -59,7 +59,7 @@ build_one() { # name[@version]
   # The name carries the version; the stamp catches other input changes (go.sum, flags).
   stamp=$(cd "$src" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-16)-$(echo "$ldflags" | sha256sum | cut -c1-16)
   if [ ! -x "$out" ] || [ "$(cat "$out.stamp" 2>/dev/null)" != "$stamp" ]; then
-    echo "testenv build: building $name $version (cold kube-apiserver takes 10+ min)..." >&2
+    echo "testenv build: building $name $version (a cold kube-apiserver takes 4-5 min)..." >&2
     local start=$SECONDS
     (cd "$src" &&
       GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" \

@@ -21,7 +21,8 @@ source "$here/versions.env"
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod
 go=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 
-kube=${1:-$KUBE_VERSION}
+kube=v${1:-$KUBE_VERSION}
+kube=v${kube#v}          # 1.34.4 and v1.34.4 alike
 staging=v0.${kube#v1.}   # v1.36.3 -> v0.36.3
 minor=${kube%.*}         # v1.36.3 -> v1.36
 
