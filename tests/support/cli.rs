@@ -156,16 +156,7 @@ pub async fn wait(child: tokio::process::Child) -> Run {
 /// `pgpart apply --policy FILE --database-url URL --now NOW`.
 pub async fn apply(url: &str, policy: &str, now: &str) -> Run {
     let file = PolicyFile::new(policy);
-    pgpart(&[
-        "apply",
-        "--policy",
-        file.path_str(),
-        "--database-url",
-        url,
-        "--now",
-        now,
-    ])
-    .await
+    wait(spawn_apply(&file, url, now)).await
 }
 
 /// `pgpart plan --policy FILE --database-url URL --now NOW` (text output).
