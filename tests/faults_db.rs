@@ -97,16 +97,17 @@ async fn server_restart_mid_pass_then_rerun_completes_without_overlap(pg_server:
     let admin = pg::connect(&server.url).await;
     admin
         .batch_execute(
-            // The CHECKPOINT makes the table durable: the server runs with
-            // synchronous_commit=off, and the immediate restart below loses whatever
-            // commits the WAL writer had not flushed (once, the table itself).
             "CREATE TABLE public.events (id bigint GENERATED ALWAYS AS IDENTITY, at timestamptz NOT NULL, payload text)
                  PARTITION BY RANGE (at);
-             CREATE INDEX ON public.events (at);
-             CHECKPOINT;",
+             CREATE INDEX ON public.events (at);",
         )
         .await
         .unwrap();
+    // The CHECKPOINT makes the table durable: the server runs with synchronous_commit=off,
+    // and the immediate restart below loses whatever commits the WAL writer had not flushed
+    // (once, the table itself). It runs on its own, after the commit: inside the same
+    // batch it ran in the batch's implicit transaction, before the commit it was to flush.
+    admin.batch_execute("CHECKPOINT").await.unwrap();
     // 200 days back, today and 5 ahead: 206 partitions.
     let policy = policy_doc(
         "events",

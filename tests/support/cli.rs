@@ -260,7 +260,7 @@ pub async fn partitions(client: &Client, parent: &str) -> Vec<Part> {
             &[&parent],
         )
         .await
-        .unwrap_or_else(|e| panic!("list partitions of {parent}: {e}"));
+        .unwrap_or_else(|e| panic!("list partitions of {parent}: {e:?}"));
     let mut parts: Vec<Part> = rows
         .iter()
         .map(|r| {
