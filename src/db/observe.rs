@@ -2,7 +2,6 @@
 //! Row counts of DEFAULT partitions and max(key) of integer range tables are read in the
 //! same statement through `query_to_xml`, which runs a server-side-quoted query per table.
 
-use serde::Deserialize;
 use tokio_postgres::Client;
 
 use crate::db::quote::{ident, qualified};
@@ -14,124 +13,141 @@ use crate::plan::model::{
 };
 use crate::policy::ValidPolicy;
 
-const OBSERVE_SQL: &str = r#"
+/// How many rows of a DEFAULT partition are counted exactly each pass. Beyond this the
+/// count is the planner's estimate: a big default is not scanned on every pass.
+pub const EXACT_DEFAULT_ROWS: i64 = 10_000;
+
+/// One row per partitioned table named (or every one): what the table is, and cheap facts
+/// about its DEFAULT partition — a count that stops at [`EXACT_DEFAULT_ROWS`] + 1, and the
+/// oldest and newest keys only where an index on the key makes them cheap.
+const PARENTS_SQL: &str = r#"
 WITH parents AS (
-  SELECT c.oid, c.relnamespace, n.nspname, c.relname, pt.partstrat, pt.partdefid,
-         (SELECT coalesce(json_agg(a.attname ORDER BY k.ord), '[]')
-            FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY k(attnum, ord)
-            LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum) AS key_columns,
-         (SELECT coalesce(json_agg(coalesce(format_type(a.atttypid, a.atttypmod), 'expression') ORDER BY k.ord), '[]')
-            FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY k(attnum, ord)
-            LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum) AS key_types,
-         (SELECT a.attname FROM pg_attribute a
-           WHERE a.attrelid = c.oid AND a.attnum = pt.partattrs[0] AND pt.partnatts = 1 AND pt.partattrs[0] <> 0) AS key1,
-         (SELECT format_type(a.atttypid, NULL) FROM pg_attribute a
-           WHERE a.attrelid = c.oid AND a.attnum = pt.partattrs[0] AND pt.partnatts = 1 AND pt.partattrs[0] <> 0) AS key1_type
+  SELECT c.oid, c.relnamespace, n.nspname, c.relname, pt.partstrat, pt.partdefid, pt.partattrs, pt.partnatts
     FROM pg_partitioned_table pt
     JOIN pg_class c ON c.oid = pt.partrelid
     JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE ($1::text[] IS NULL OR (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[])))
 ),
-children AS (
-  SELECT i.inhparent AS parent,
-         json_agg(json_build_object(
-           'schema', cn.nspname, 'name', c.relname,
-           'bound', pg_get_expr(c.relpartbound, 0),
-           'comment', d.description,
-           'owned', EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.conname = 'pgpart_managed'),  -- action::OWNER_CONSTRAINT
-           'detach_pending', i.inhdetachpending,
-           'rows', greatest(c.reltuples, 0)::bigint,
-           'bytes', CASE WHEN $3 THEN pg_total_relation_size(c.oid) ELSE 0 END)) AS partitions,
-         md5(string_agg(i.inhrelid::text || ':' || coalesce(pg_get_expr(c.relpartbound, 0), '') || ':'
-                        || i.inhdetachpending::text || ':' || coalesce(d.description, ''), ',' ORDER BY i.inhrelid)) AS fingerprint
-    FROM pg_inherits i
-    JOIN pg_class c ON c.oid = i.inhrelid
-    JOIN pg_namespace cn ON cn.oid = c.relnamespace
-    LEFT JOIN pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
-   WHERE i.inhparent IN (SELECT oid FROM parents)
-   GROUP BY i.inhparent
+-- Relations someone holds or awaits ACCESS EXCLUSIVE on: reading their rows would wait.
+locked AS MATERIALIZED (
+  SELECT DISTINCT l.relation FROM pg_locks l
+   WHERE l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock' AND l.pid <> pg_backend_pid()
+     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 ),
-retiring AS (
-  SELECT r.relnamespace AS ns,
-         json_agg(json_build_array(r.relname, d.description)) AS items
-    FROM pg_description d
-    JOIN pg_class r ON r.oid = d.objoid
-   WHERE d.classoid = 'pg_class'::regclass AND d.objsubid = 0
-     AND d.description LIKE 'pgpart: retiring partition of %'
-     AND r.relkind = 'r' AND NOT r.relispartition
-   GROUP BY r.relnamespace
+keyed AS (
+  SELECT p.*,
+         NOT $4 AND EXISTS (SELECT 1 FROM locked l WHERE l.relation = p.oid
+                               OR l.relation IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = p.oid)) AS rows_unread,
+         (SELECT a.attname FROM pg_attribute a
+           WHERE a.attrelid = p.oid AND a.attnum = p.partattrs[0] AND p.partnatts = 1 AND p.partattrs[0] <> 0) AS key1,
+         (SELECT format_type(a.atttypid, NULL) FROM pg_attribute a
+           WHERE a.attrelid = p.oid AND a.attnum = p.partattrs[0] AND p.partnatts = 1 AND p.partattrs[0] <> 0) AS key1_type,
+         dc.relname AS default_name, dn.nspname AS default_schema, dc.reltuples AS default_estimate,
+         -- an index on the default leading with the key: min and max are then two probes
+         EXISTS (SELECT 1 FROM pg_index ix
+                   JOIN pg_class ic ON ic.oid = ix.indexrelid
+                   JOIN pg_am am ON am.oid = ic.relam AND am.amname = 'btree'
+                   JOIN pg_attribute ka ON ka.attrelid = p.oid AND ka.attnum = p.partattrs[0]
+                   JOIN pg_attribute a ON a.attrelid = ix.indrelid AND a.attnum = ix.indkey[0]
+                  WHERE ix.indrelid = p.partdefid AND ix.indisvalid AND ix.indpred IS NULL
+                    AND p.partnatts = 1 AND a.attname = ka.attname) AS default_key_indexed
+    FROM parents p
+    LEFT JOIN pg_class dc ON dc.oid = p.partdefid
+    LEFT JOIN pg_namespace dn ON dn.oid = dc.relnamespace
 )
-SELECT json_build_object(
-  'schema', p.nspname,
-  'name', p.relname,
-  'strategy', p.partstrat::text,
-  'key_columns', p.key_columns,
-  'key_types', p.key_types,
-  'partitions', coalesce(ch.partitions, '[]'),
-  'fingerprint', coalesce(ch.fingerprint, ''),
-  'retiring', coalesce(rt.items, '[]'),
-  -- action::DEFAULT_GUARDS, left by earlier versions of pgpart
-  'default_guard', EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = p.partdefid
-                             AND k.conname IN ('pgpart_default_guard', 'pgpart_default_guard_next')),
-  'referenced_by', (SELECT coalesce(json_agg(DISTINCT rn.nspname || '.' || r.relname), '[]')
-                      FROM pg_constraint k
-                      JOIN pg_class r ON r.oid = k.conrelid
-                      JOIN pg_namespace rn ON rn.oid = r.relnamespace
-                     WHERE k.contype = 'f' AND k.confrelid = p.oid),
-  -- standalone children of a killed repair in earlier versions: action::BOUND_CHECK and OWNER_MARK,
-  -- with the parent's columns
-  'orphans', (SELECT coalesce(json_agg(r.relname ORDER BY r.relname), '[]')
-                FROM pg_class r
-                JOIN pg_constraint k ON k.conrelid = r.oid AND k.conname = 'pgpart_bound'
-               WHERE r.relnamespace = p.relnamespace AND r.relkind = 'r' AND NOT r.relispartition
-                 AND obj_description(r.oid, 'pg_class') = 'pgpart: managed partition'
-                 AND (SELECT array_agg(a.attname::text || ':' || a.atttypid ORDER BY a.attnum) FROM pg_attribute a
-                       WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped)
-                   = (SELECT array_agg(a.attname::text || ':' || a.atttypid ORDER BY a.attnum) FROM pg_attribute a
-                       WHERE a.attrelid = p.oid AND a.attnum > 0 AND NOT a.attisdropped)),
-  'default_stats', (
-    SELECT query_to_xml(CASE WHEN p.key1 IS NOT NULL
-             THEN format('SELECT count(*) AS c, min(%1$I)::text AS lo, max(%1$I)::text AS hi FROM %2$I.%3$I', p.key1, dn.nspname, dc.relname)
-             ELSE format('SELECT count(*) AS c FROM %I.%I', dn.nspname, dc.relname) END, false, true, '')::text
-      FROM pg_class dc
-      JOIN pg_namespace dn ON dn.oid = dc.relnamespace
-     WHERE dc.oid = p.partdefid),
-  'max_key', CASE WHEN p.partstrat = 'r' AND p.key1_type IN ('smallint', 'integer', 'bigint') THEN
-      query_to_xml(format('SELECT max(%I)::text AS m FROM %I.%I WHERE tableoid <> %s', p.key1, p.nspname, p.relname, p.partdefid), false, true, '')::text END
-)
-FROM parents p
-LEFT JOIN children ch ON ch.parent = p.oid
-LEFT JOIN retiring rt ON rt.ns = p.relnamespace
-ORDER BY p.nspname, p.relname
+SELECT p.nspname, p.relname, p.partstrat::text,
+       (SELECT array_agg(a.attname::text ORDER BY k.ord)
+          FROM unnest(p.partattrs::int2[]) WITH ORDINALITY k(attnum, ord)
+          LEFT JOIN pg_attribute a ON a.attrelid = p.oid AND a.attnum = k.attnum) AS key_columns,
+       (SELECT array_agg(coalesce(format_type(a.atttypid, a.atttypmod), 'expression') ORDER BY k.ord)
+          FROM unnest(p.partattrs::int2[]) WITH ORDINALITY k(attnum, ord)
+          LEFT JOIN pg_attribute a ON a.attrelid = p.oid AND a.attnum = k.attnum) AS key_types,
+       -- action::DEFAULT_GUARDS, left by earlier versions of pgpart
+       EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = p.partdefid
+                AND k.conname IN ('pgpart_default_guard', 'pgpart_default_guard_next')) AS default_guard,
+       (SELECT array_agg(DISTINCT rn.nspname || '.' || r.relname)
+          FROM pg_constraint k
+          JOIN pg_class r ON r.oid = k.conrelid
+          JOIN pg_namespace rn ON rn.oid = r.relnamespace
+         WHERE k.contype = 'f' AND k.confrelid = p.oid) AS referenced_by,
+       -- standalone children of a killed repair in earlier versions: action::BOUND_CHECK and
+       -- OWNER_MARK, with the parent's columns
+       (SELECT array_agg(r.relname::text ORDER BY r.relname)
+          FROM pg_class r
+          JOIN pg_constraint k ON k.conrelid = r.oid AND k.conname = 'pgpart_bound'
+         WHERE r.relnamespace = p.relnamespace AND r.relkind = 'r' AND NOT r.relispartition
+           AND obj_description(r.oid, 'pg_class') = 'pgpart: managed partition'
+           AND (SELECT array_agg(a.attname::text || ':' || a.atttypid ORDER BY a.attnum) FROM pg_attribute a
+                 WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped)
+             = (SELECT array_agg(a.attname::text || ':' || a.atttypid ORDER BY a.attnum) FROM pg_attribute a
+                 WHERE a.attrelid = p.oid AND a.attnum > 0 AND NOT a.attisdropped)) AS orphans,
+       p.default_key_indexed,
+       greatest(p.default_estimate, 0)::int8 AS default_estimate,
+       CASE WHEN p.default_name IS NOT NULL AND NOT p.rows_unread THEN query_to_xml(format(
+         'SELECT (SELECT count(*) FROM (SELECT FROM %1$I.%2$I LIMIT %3$s) s) AS c',
+         p.default_schema, p.default_name, $3::int8 + 1), false, true, '')::text END AS default_count,
+       CASE WHEN p.default_key_indexed AND p.key1 IS NOT NULL AND NOT p.rows_unread THEN query_to_xml(format(
+         'SELECT (SELECT min(%1$I) FROM %2$I.%3$I)::text AS lo, (SELECT max(%1$I) FROM %2$I.%3$I)::text AS hi',
+         p.key1, p.default_schema, p.default_name), false, true, '')::text END AS default_span,
+       CASE WHEN p.partstrat = 'r' AND p.key1_type IN ('smallint', 'integer', 'bigint') AND NOT p.rows_unread THEN
+         query_to_xml(format('SELECT max(%I)::text AS m FROM %I.%I WHERE tableoid <> %s',
+           p.key1, p.nspname, p.relname, p.partdefid), false, true, '')::text END AS max_key,
+       p.rows_unread
+  FROM keyed p
+ ORDER BY p.nspname, p.relname
 "#;
 
-#[derive(Deserialize)]
-struct RawTable {
-    schema: String,
-    name: String,
-    strategy: String,
-    key_columns: Vec<Option<String>>,
-    key_types: Vec<String>,
-    partitions: Vec<RawPartition>,
-    fingerprint: String,
-    retiring: Vec<(String, String)>,
-    default_guard: bool,
-    referenced_by: Vec<String>,
-    orphans: Vec<String>,
-    default_stats: Option<String>,
-    max_key: Option<String>,
-}
+/// One row per partition of the tables named (the same filter as [`PARENTS_SQL`]).
+const PARTITIONS_SQL: &str = r#"
+SELECT pn.nspname AS parent_schema, pc.relname AS parent_name,
+       i.inhrelid, cn.nspname, c.relname, pg_get_expr(c.relpartbound, 0) AS bound, d.description,
+       EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.conname = 'pgpart_managed') AS owned,  -- action::OWNER_CONSTRAINT
+       i.inhdetachpending, greatest(c.reltuples, 0)::int8 AS rows,
+       CASE WHEN $3 THEN pg_total_relation_size(c.oid) ELSE 0 END AS bytes
+  FROM pg_partitioned_table pt
+  JOIN pg_class pc ON pc.oid = pt.partrelid
+  JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+  JOIN pg_inherits i ON i.inhparent = pt.partrelid
+  JOIN pg_class c ON c.oid = i.inhrelid
+  JOIN pg_namespace cn ON cn.oid = c.relnamespace
+  LEFT JOIN pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
+ WHERE ($1::text[] IS NULL OR (pn.nspname, pc.relname) IN (SELECT * FROM unnest($1::text[], $2::text[])))
+ ORDER BY i.inhrelid
+"#;
 
-#[derive(Deserialize)]
-struct RawPartition {
-    schema: String,
-    name: String,
-    bound: String,
-    comment: Option<String>,
-    owned: bool,
-    detach_pending: bool,
-    rows: i64,
-    bytes: i64,
+/// Detached tables still marked as being retired, in the schemas of the tables named.
+const RETIRING_SQL: &str = r#"
+SELECT n.nspname, r.relname, d.description
+  FROM pg_description d
+  JOIN pg_class r ON r.oid = d.objoid
+  JOIN pg_namespace n ON n.oid = r.relnamespace
+ WHERE d.classoid = 'pg_class'::regclass AND d.objsubid = 0
+   AND d.description LIKE 'pgpart: retiring partition of %'
+   AND r.relkind = 'r' AND NOT r.relispartition
+   AND ($1::text[] IS NULL OR n.nspname = ANY($1::text[]))
+"#;
+
+/// The rows that make a parent's fingerprint, as [`PARTITIONS_SQL`] reads them.
+const FINGERPRINT_SQL: &str = "SELECT i.inhrelid, pg_get_expr(c.relpartbound, 0), i.inhdetachpending, d.description \
+     FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+     LEFT JOIN pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0 \
+     WHERE i.inhparent = to_regclass($1) ORDER BY i.inhrelid";
+
+/// A digest of a parent's partitions (oids in order, bounds, pending detaches, comments):
+/// a plan made from one is stale once the table's digest differs.
+#[derive(Default)]
+struct Fingerprint(std::collections::hash_map::DefaultHasher);
+
+impl Fingerprint {
+    fn add(&mut self, oid: u32, bound: Option<&str>, detach_pending: bool, comment: Option<&str>) {
+        use std::hash::Hash;
+        (oid, bound, detach_pending, comment).hash(&mut self.0);
+    }
+
+    fn finish(&self) -> String {
+        use std::hash::Hasher;
+        format!("{:016x}", self.0.finish())
+    }
 }
 
 /// The text of `<tag>…</tag>` in query_to_xml output (values are plain numbers and dates).
@@ -155,6 +171,15 @@ impl Observation {
             .iter()
             .find(|t| t.schema == schema && t.name == name)
     }
+
+    /// Move one table out of the observation (for planning it).
+    pub fn take(&mut self, schema: &str, name: &str) -> Option<ObservedTable> {
+        let i = self
+            .tables
+            .iter()
+            .position(|t| t.schema == schema && t.name == name)?;
+        Some(self.tables.swap_remove(i))
+    }
 }
 
 /// The longest the observation may wait for a lock (it reads DEFAULT partitions, which
@@ -163,26 +188,40 @@ impl Observation {
 const OBSERVE_LOCK_TIMEOUT: &str = "2s";
 const OBSERVE_STATEMENT_TIMEOUT: &str = "60s";
 
-/// Run `f` (reads of the observation) with the observation's lock and statement timeouts.
+/// Run `f` (reads of the observation) in one read-only snapshot, with the observation's
+/// lock and statement timeouts.
 async fn bounded<T>(client: &Client, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     client
         .batch_execute(&format!(
-            "SET lock_timeout = '{OBSERVE_LOCK_TIMEOUT}'; SET statement_timeout = '{OBSERVE_STATEMENT_TIMEOUT}'"
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL lock_timeout = '{OBSERVE_LOCK_TIMEOUT}'; SET LOCAL statement_timeout = '{OBSERVE_STATEMENT_TIMEOUT}'"
         ))
         .await?;
     let result = f.await;
     client
-        .batch_execute("RESET lock_timeout; RESET statement_timeout")
+        .batch_execute(if result.is_ok() { "COMMIT" } else { "ROLLBACK" })
         .await?;
     result
 }
 
 /// Observe every partitioned table of the database, or just those of `only` (schema,
-/// table): one statement, whatever their number.
+/// table): four statements sent together in one snapshot, whatever the number of tables.
+/// Rows of a table another session holds or awaits an ACCESS EXCLUSIVE lock on are not
+/// read (the table is marked `rows_unread`): one locked table must not stall the others.
 pub async fn observe(
     client: &Client,
     only: Option<&[(String, String)]>,
     with_sizes: bool,
+) -> Result<Observation> {
+    observe_tables(client, only, with_sizes, false).await
+}
+
+/// [`observe`], reading rows even of locked tables when `wait_for_locks` (bounded by the
+/// observation's lock timeout).
+async fn observe_tables(
+    client: &Client,
+    only: Option<&[(String, String)]>,
+    with_sizes: bool,
+    wait_for_locks: bool,
 ) -> Result<Observation> {
     let (schemas, names): (Option<Vec<&str>>, Option<Vec<&str>>) = match only {
         Some(tables) => (
@@ -191,24 +230,49 @@ pub async fn observe(
         ),
         None => (None, None),
     };
-    let rows = bounded(client, async {
-        Ok(client
-            .query(OBSERVE_SQL, &[&schemas, &names, &with_sizes])
-            .await?)
+    let exact = EXACT_DEFAULT_ROWS;
+    let parents_params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+        [&schemas, &names, &exact, &wait_for_locks];
+    let partitions_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+        [&schemas, &names, &with_sizes];
+    let retiring_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&schemas];
+    let (parents, partitions, retiring, server) = bounded(client, async {
+        Ok(tokio::try_join!(
+            client.query(PARENTS_SQL, &parents_params),
+            client.query(PARTITIONS_SQL, &partitions_params),
+            client.query(RETIRING_SQL, &retiring_params),
+            client.query_one("SELECT current_setting('server_version_num'), now()", &[]),
+        )?)
     })
     .await?;
-    let mut tables = Vec::with_capacity(rows.len());
-    for row in rows {
-        let json: serde_json::Value = row.get(0);
-        let raw: RawTable = serde_json::from_value(json)
-            .map_err(|e| Error::Database(format!("unexpected catalog row: {e}")))?;
-        tables.push(convert(raw)?);
+
+    // Partitions and retiring tables by their parent's (schema, name), in oid order.
+    type Key = (String, String);
+    let mut children: std::collections::HashMap<Key, Vec<tokio_postgres::Row>> =
+        std::collections::HashMap::new();
+    for row in partitions {
+        children
+            .entry((row.get(0), row.get(1)))
+            .or_default()
+            .push(row);
     }
-    let row = client
-        .query_one("SELECT current_setting('server_version_num'), now()", &[])
-        .await?;
-    let v: String = row.get(0);
-    let db_now: chrono::DateTime<chrono::Utc> = row.get(1);
+    let mut retiring_by_schema: std::collections::HashMap<String, Vec<(String, String)>> =
+        std::collections::HashMap::new();
+    for row in retiring {
+        retiring_by_schema
+            .entry(row.get(0))
+            .or_default()
+            .push((row.get(1), row.get(2)));
+    }
+    let mut tables = Vec::with_capacity(parents.len());
+    for row in parents {
+        let key: Key = (row.get(0), row.get(1));
+        let parts = children.remove(&key).unwrap_or_default();
+        let retiring = retiring_by_schema.get(&key.0).cloned().unwrap_or_default();
+        tables.push(convert(&row, &parts, retiring)?);
+    }
+    let v: String = server.get(0);
+    let db_now: chrono::DateTime<chrono::Utc> = server.get(1);
     let server_version_num = v
         .parse()
         .map_err(|_| Error::Database(format!("unexpected server_version_num {v:?}")))?;
@@ -219,8 +283,12 @@ pub async fn observe(
     })
 }
 
-fn convert(raw: RawTable) -> Result<ObservedTable> {
-    let strategy = match raw.strategy.as_str() {
+fn convert(
+    row: &tokio_postgres::Row,
+    parts: &[tokio_postgres::Row],
+    retiring: Vec<(String, String)>,
+) -> Result<ObservedTable> {
+    let strategy = match row.get::<_, &str>(2) {
         "r" => Strategy::Range,
         "l" => Strategy::List,
         "h" => Strategy::Hash,
@@ -230,60 +298,72 @@ fn convert(raw: RawTable) -> Result<ObservedTable> {
             )));
         }
     };
-    let key_kind = match (strategy, raw.key_types.as_slice()) {
-        (Strategy::Range, [t]) if raw.key_columns.first().is_some_and(|c| c.is_some()) => {
+    let key_columns: Vec<Option<String>> = row.get::<_, Option<_>>(3).unwrap_or_default();
+    let key_types: Vec<String> = row.get::<_, Option<_>>(4).unwrap_or_default();
+    let key_kind = match (strategy, key_types.as_slice()) {
+        (Strategy::Range, [t]) if key_columns.first().is_some_and(|c| c.is_some()) => {
             KeyKind::from_sql_type(t)
         }
         _ => None,
     };
-    let partitions = raw
-        .partitions
-        .into_iter()
-        .map(|p| ObservedPartition {
-            bound: parse_bound(&p.bound, key_kind).unwrap_or(Bound::RangeOther(p.bound.clone())),
-            managed: p.owned
-                || p.comment
-                    .as_deref()
-                    .is_some_and(|c| c == OWNER_MARK || c.starts_with(RETIRING_MARK)),
-            schema: p.schema,
-            name: p.name,
-            detach_pending: p.detach_pending,
-            estimated_rows: p.rows,
-            bytes: p.bytes,
+    let mut fingerprint = Fingerprint::default();
+    let partitions = parts
+        .iter()
+        .map(|p| {
+            let bound: Option<&str> = p.get(5);
+            let comment: Option<&str> = p.get(6);
+            fingerprint.add(p.get(2), bound, p.get(8), comment);
+            let bound = bound.unwrap_or_default();
+            ObservedPartition {
+                bound: parse_bound(bound, key_kind)
+                    .unwrap_or_else(|_| Bound::RangeOther(bound.to_string())),
+                managed: p.get::<_, bool>(7)
+                    || comment.is_some_and(|c| c == OWNER_MARK || c.starts_with(RETIRING_MARK)),
+                schema: p.get(3),
+                name: p.get(4),
+                detach_pending: p.get(8),
+                estimated_rows: p.get(9),
+                bytes: p.get(10),
+            }
         })
         .collect();
-    let mut default_rows = DefaultRows::default();
-    if let Some(xml) = &raw.default_stats {
-        default_rows.rows = xml_field(xml, "c")
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        if let Some(kind) = key_kind {
-            default_rows.min_key =
-                xml_field(xml, "lo").and_then(|v| parse_key_value(&v, kind).ok());
-            default_rows.max_key =
-                xml_field(xml, "hi").and_then(|v| parse_key_value(&v, kind).ok());
-        }
-    }
-    let max_key = raw
-        .max_key
-        .as_deref()
-        .and_then(|x| xml_field(x, "m"))
-        .and_then(|m| m.parse().ok());
+    let xml = |i: usize, tag: &str| {
+        row.get::<_, Option<&str>>(i)
+            .and_then(|x| xml_field(x, tag))
+    };
+    let key_value = |text: Option<String>| {
+        key_kind.and_then(|kind| text.and_then(|v| parse_key_value(&v, kind).ok()))
+    };
+    let counted: i64 = xml(10, "c").and_then(|c| c.parse().ok()).unwrap_or(0);
+    let estimate: i64 = row.get(9);
+    let default_rows = DefaultRows {
+        // Past the exact count, the planner's estimate (at least what was counted).
+        rows: if counted > EXACT_DEFAULT_ROWS {
+            estimate.max(counted)
+        } else {
+            counted
+        },
+        estimated: counted > EXACT_DEFAULT_ROWS,
+        key_indexed: row.get(8),
+        min_key: key_value(xml(11, "lo")),
+        max_key: key_value(xml(11, "hi")),
+    };
     Ok(ObservedTable {
-        schema: raw.schema,
-        name: raw.name,
+        schema: row.get(0),
+        name: row.get(1),
         strategy,
-        key_columns: raw.key_columns,
-        key_types: raw.key_types,
+        key_columns,
+        key_types,
         partitions,
         default_rows,
-        max_key,
+        max_key: xml(12, "m").and_then(|m| m.parse().ok()),
         default_slot_keys: Vec::new(),
-        retiring: raw.retiring,
-        default_guard: raw.default_guard,
-        referenced_by: raw.referenced_by,
-        orphans: raw.orphans,
-        fingerprint: raw.fingerprint,
+        retiring,
+        default_guard: row.get(5),
+        referenced_by: row.get::<_, Option<_>>(6).unwrap_or_default(),
+        orphans: row.get::<_, Option<_>>(7).unwrap_or_default(),
+        fingerprint: fingerprint.finish(),
+        rows_unread: row.get(13),
     })
 }
 
@@ -345,68 +425,118 @@ pub async fn scan_default(
     Ok(())
 }
 
-/// Finish observing one policy's table: for a DEFAULT holding rows, the slots they fall
-/// in; for a table that is not there, why (missing, or not partitioned).
-pub async fn complete(
+/// Why a policy's table is not in the observation: missing, or not partitioned.
+async fn absent(client: &Client, policy: &ValidPolicy) -> Error {
+    let qualified = format!("{}.{}", policy.schema, policy.table);
+    let kind = client
+        .query_opt(
+            "SELECT c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2",
+            &[&policy.schema, &policy.table],
+        )
+        .await;
+    match kind {
+        Err(e) => e.into(),
+        Ok(None) => Error::TableMissing { table: qualified },
+        Ok(Some(row)) if row.get::<_, &str>(0) == "r" => Error::mismatch(
+            "spec.table",
+            format!(
+                "table {qualified} exists but is not partitioned: pgpart manages tables created PARTITION BY RANGE, LIST or HASH"
+            ),
+        ),
+        Ok(Some(_)) => Error::mismatch(
+            "spec.table",
+            format!("{qualified} is not a table (a view, index or sequence?)"),
+        ),
+    }
+}
+
+/// Count a big DEFAULT partition's rows and read its key span exactly (one scan), then
+/// find the slots its rows fall in.
+async fn read_default_exactly(
     client: &Client,
-    table: Option<&mut ObservedTable>,
+    table: &mut ObservedTable,
     policy: &ValidPolicy,
 ) -> Result<()> {
-    match table {
-        Some(t) => {
-            bounded(
-                client,
-                scan_default(client, t, policy, crate::plan::diff::MAX_REPAIR_SLOTS + 1),
-            )
-            .await
-        }
-        None => {
-            let qualified = format!("{}.{}", policy.schema, policy.table);
-            let kind: Option<String> = client
-                .query_opt(
-                    "SELECT c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                     WHERE n.nspname = $1 AND c.relname = $2",
-                    &[&policy.schema, &policy.table],
-                )
-                .await?
-                .map(|r| r.get(0));
-            Err(match kind.as_deref() {
-                None => Error::TableMissing { table: qualified },
-                Some("r") => Error::mismatch(
-                    "spec.table",
-                    format!(
-                        "table {qualified} exists but is not partitioned: pgpart manages tables created PARTITION BY RANGE, LIST or HASH"
-                    ),
-                ),
-                Some(_) => Error::mismatch(
-                    "spec.table",
-                    format!("{qualified} is not a table (a view, index or sequence?)"),
-                ),
-            })
-        }
-    }
+    let (Some(default), [Some(key)], [key_type]) = (
+        table.default_partition().map(|p| p.name.clone()),
+        table.key_columns.as_slice(),
+        table.key_types.as_slice(),
+    ) else {
+        return Ok(());
+    };
+    let Some(kind) = KeyKind::from_sql_type(key_type) else {
+        return Ok(());
+    };
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT count(*), min({k})::text, max({k})::text FROM {}",
+                qualified(&table.schema, &default),
+                k = ident(key)
+            ),
+            &[],
+        )
+        .await?;
+    let key = |i: usize| {
+        row.get::<_, Option<&str>>(i)
+            .and_then(|v| parse_key_value(v, kind).ok())
+    };
+    table.default_rows = DefaultRows {
+        rows: row.get(0),
+        estimated: false,
+        min_key: key(1),
+        max_key: key(2),
+        ..table.default_rows
+    };
+    scan_default(
+        client,
+        table,
+        policy,
+        crate::plan::diff::MAX_REPAIR_SLOTS + 1,
+    )
+    .await
 }
 
-impl Observation {
-    /// Move one table out of the observation (for planning it).
-    pub fn take(&mut self, schema: &str, name: &str) -> Option<ObservedTable> {
-        let i = self
-            .tables
-            .iter()
-            .position(|t| t.schema == schema && t.name == name)?;
-        Some(self.tables.swap_remove(i))
-    }
-}
-
-/// Plan one policy over its observed table, completing the observation first.
+/// Plan one policy over its observed table, completing the observation first: a table
+/// whose rows were not read (another session held a lock on it) is read again alone,
+/// waiting a bounded time; a DEFAULT holding rows is scanned for the slots they fall in —
+/// a big one without an index on the key only when this pass must act on it (create
+/// partitions beside it, or repair it), so a quiet pass never scans it.
 pub async fn plan_table(
     client: &Client,
-    mut table: Option<ObservedTable>,
+    table: Option<ObservedTable>,
     policy: &ValidPolicy,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<crate::plan::Plan> {
-    complete(client, table.as_mut(), policy).await?;
-    crate::plan::plan(policy, table.as_ref(), now)
+    let mut table = match table {
+        Some(t) if t.rows_unread => {
+            let only = [(policy.schema.clone(), policy.table.clone())];
+            let mut o = observe_tables(client, Some(&only), false, true).await?;
+            o.take(&policy.schema, &policy.table)
+        }
+        t => t,
+    };
+    let Some(t) = table.as_mut() else {
+        return Err(absent(client, policy).await);
+    };
+    // Small, or indexed on the key: its slots cost little to find.
+    let cheap = !t.default_rows.estimated || t.default_rows.key_indexed;
+    if t.default_rows.rows > 0 && cheap {
+        bounded(
+            client,
+            scan_default(client, t, policy, crate::plan::diff::MAX_REPAIR_SLOTS + 1),
+        )
+        .await?;
+    }
+    let plan = crate::plan::plan(policy, table.as_ref(), now)?;
+    let t = table.as_mut().expect("checked above");
+    let repairable = policy.on_rows == crate::policy::OnRows::Repair && t.referenced_by.is_empty();
+    if t.default_rows.rows > 0 && !cheap && (repairable || !plan.actions.is_empty()) {
+        bounded(client, read_default_exactly(client, t, policy)).await?;
+        return crate::plan::plan(policy, table.as_ref(), now);
+    }
+    Ok(plan)
 }
 
 /// Observe one policy's table and plan it.
@@ -421,12 +551,6 @@ pub async fn observe_and_plan(
     Ok((plan_table(client, table, policy, now).await?, o))
 }
 
-/// The fingerprint of a parent's partitions (oids, bounds, pending detaches, comments),
-/// computed as the observation computes it.
-const FINGERPRINT_SQL: &str = "SELECT coalesce(md5(string_agg(i.inhrelid::text || ':' || coalesce(pg_get_expr(c.relpartbound, 0), '') || ':' \
-     || i.inhdetachpending::text || ':' || coalesce(obj_description(c.oid, 'pg_class'), ''), ',' ORDER BY i.inhrelid)), '') \
-     FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = to_regclass($1)";
-
 /// Under the table's advisory lock, plan again if another run changed the table since
 /// `plan` was made (any partition added, removed, re-bounded or re-marked). Returns
 /// whether it planned again.
@@ -437,8 +561,11 @@ pub async fn replan_if_stale(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<bool> {
     let parent = qualified(&policy.schema, &policy.table);
-    let fingerprint: String = client.query_one(FINGERPRINT_SQL, &[&parent]).await?.get(0);
-    if fingerprint == plan.fingerprint {
+    let mut fingerprint = Fingerprint::default();
+    for row in client.query(FINGERPRINT_SQL, &[&parent]).await? {
+        fingerprint.add(row.get(0), row.get(1), row.get(2), row.get(3));
+    }
+    if fingerprint.finish() == plan.fingerprint {
         return Ok(false);
     }
     *plan = observe_and_plan(client, policy, now).await?.0;

@@ -209,6 +209,7 @@ mod tests {
             referenced_by: vec![],
             orphans: vec![],
             fingerprint: String::new(),
+            rows_unread: false,
         };
         crate::plan::plan(&validate(&spec).unwrap(), Some(&table), now).unwrap()
     }

@@ -247,7 +247,12 @@ pub fn plan(
         findings.push(finding(
             "RowsInDefault",
             format!(
-                "{} rows in default partition {}{span}",
+                "{}{} rows in default partition {}{span}",
+                if table.default_rows.estimated {
+                    "about "
+                } else {
+                    ""
+                },
                 table.default_rows.rows,
                 default.clone().unwrap_or_default()
             ),
@@ -1055,6 +1060,7 @@ mod tests {
             referenced_by: vec![],
             orphans: vec![],
             fingerprint: String::new(),
+            rows_unread: false,
         }
     }
 

@@ -106,7 +106,11 @@ pub struct ObservedPartition {
 /// Rows that fell into the DEFAULT partition, with the span of their keys.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct DefaultRows {
+    /// Exact up to `db::observe::EXACT_DEFAULT_ROWS`; past it the planner's estimate.
     pub rows: i64,
+    pub estimated: bool,
+    /// An index on the default leads with the key: its span and slots are cheap to read.
+    pub key_indexed: bool,
     pub min_key: Option<KeyValue>,
     pub max_key: Option<KeyValue>,
 }
@@ -138,6 +142,9 @@ pub struct ObservedTable {
     /// A digest of the partitions as observed: a plan made from it is stale once the
     /// table's fingerprint differs.
     pub fingerprint: String,
+    /// Another session held a lock on the table when it was observed, so its rows (the
+    /// default's, max(key)) were not read: the facts above that come from rows are unknown.
+    pub rows_unread: bool,
 }
 
 impl ObservedTable {
