@@ -1336,3 +1336,64 @@ async fn metrics_health_and_readiness_endpoints() {
 
     env.teardown(vec![controller]).await;
 }
+
+// Shared observation -------------------------------------------------------------------------
+
+/// Policies due together are served by a few shared catalog observations, not one each;
+/// a table another session holds locked reports why, and stalls none of the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_due_together_share_observations_and_a_locked_table_stalls_only_itself() {
+    const N: usize = 24;
+    let env = Env::new("e2e-shared", 17).await;
+    let names: Vec<String> = (0..N).map(|i| format!("s{i:02}")).collect();
+    for name in &names {
+        env.monthly_table(name).await;
+        env.apply_policy(&monthly(name, &format!("public.{name}"), 2))
+            .await;
+    }
+    env.monthly_table("locked").await;
+    env.sql("CREATE TABLE public.locked_default PARTITION OF public.locked DEFAULT")
+        .await;
+    env.apply_policy(&monthly("locked", "public.locked", 2))
+        .await;
+    // Reading the default's rows would wait behind this session's lock.
+    let holder = env.db.connect().await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE public.locked_default IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+
+    // Every policy is due at once when the controller starts.
+    let controller = env.controller().await;
+    // 75 partitions to make: a loaded machine takes longer than one policy's WAIT.
+    for name in &names {
+        wait_ready(&env.policies, name, 3 * WAIT).await;
+    }
+    let p = wait_for(
+        &env.policies,
+        "locked",
+        "Ready=False because of the lock",
+        WAIT,
+        |p| has_condition(p, "Ready", "False", Some("LockTimeout")),
+    )
+    .await;
+    assert!(
+        condition(&p, "Ready").unwrap().message.contains("lock"),
+        "{}",
+        conditions_summary(&p)
+    );
+    let metrics = controller.metrics().await;
+    let observations = sample(&metrics, "pgpart_observations_total", &[])
+        .unwrap_or_else(|| panic!("no pgpart_observations_total in:\n{metrics}"));
+    // One per pass would be N + 1 or more; sharing serves them in a few.
+    assert!(
+        observations >= 1.0 && observations <= (N / 2) as f64,
+        "{observations} observations for {} policies due together",
+        N + 1
+    );
+
+    // The lock gone, the locked table gets its partitions too.
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    wait_ready(&env.policies, "locked", WAIT).await;
+    env.teardown(vec![controller]).await;
+}

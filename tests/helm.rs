@@ -288,6 +288,7 @@ fn template_without_watch_namespaces_grants_a_cluster_role() {
     assert_eq!(flag(&args, "--lease-name"), Some("ops-pgpart"));
     assert_eq!(flag(&args, "--metrics-addr"), Some("0.0.0.0:8080"));
     assert_eq!(flag(&args, "--pool-size"), Some("2"));
+    assert_eq!(flag(&args, "--reconcile-concurrency"), Some("16"));
     assert_eq!(flag(&args, "--log-format"), Some("json"));
     assert_eq!(flag(&args, "--log-level"), Some("info"));
 

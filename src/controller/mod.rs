@@ -45,6 +45,10 @@ pub struct Args {
     /// Connections per database target, shared by every policy on it.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=32))]
     pub pool_size: u16,
+    /// Passes in flight at once (each also waits for a session of its database's pool):
+    /// bounds the burst at start, when every policy is due.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub reconcile_concurrency: u16,
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
     #[arg(long, default_value = "info")]
@@ -161,7 +165,7 @@ pub async fn run(args: Args) -> Result<()> {
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
-        pools: crate::db::pool::Pools::default(),
+        pools: crate::db::pool::Pools::counting_observations(metrics.observations.clone()),
         pool_size: args.pool_size as usize,
         metrics: metrics.clone(),
         claims: Default::default(),
@@ -184,6 +188,8 @@ pub async fn run(args: Args) -> Result<()> {
         };
         let policies = watcher(api, watcher::Config::default().any_semantic())
             .default_backoff()
+            // managedFields are most of a policy's bytes and pgpart never reads them.
+            .modify(|p| p.managed_fields_mut().clear())
             .reflect(writer)
             .inspect(move |event| match event {
                 Ok(watcher::Event::Delete(p)) => ctx.forget(&p.uid().unwrap_or_default()),
@@ -201,10 +207,16 @@ pub async fn run(args: Args) -> Result<()> {
             .predicate_filter(predicates::generation, Default::default());
         streams.push((policies, reader));
     }
+    let config = kube::runtime::controller::Config::default().concurrency(
+        args.reconcile_concurrency
+            .div_ceil(streams.len().max(1) as u16)
+            .max(1),
+    );
     let controllers = futures::future::join_all(streams.into_iter().map(|(policies, reader)| {
         let ctx = ctx.clone();
         let stop = stopped(stop_rx.clone());
         Controller::for_stream(policies, reader)
+            .with_config(config.clone())
             .graceful_shutdown_on(stop)
             .run(reconcile::reconcile, reconcile::error_policy, ctx)
             .for_each(|res| async move {

@@ -17,7 +17,7 @@ use tracing::Instrument;
 use super::secret::target_from_secret;
 use super::status::{DEFAULT_EMPTY, READY, RECONCILING, STALLED, cond, conditions, truncate};
 use crate::db::execute::Outcome;
-use crate::db::observe::observe_and_plan;
+use crate::db::observe::plan_table;
 use crate::db::pool::{self, Pools};
 use crate::engine;
 use crate::error::Error;
@@ -280,7 +280,17 @@ async fn reconcile_pass(
             if making && !held { MORE_WORK } else { every }
         }
     };
-    Ok(Requeue::requeue(requeue))
+    Ok(Requeue::requeue(jitter(requeue, &policy.metadata.uid)))
+}
+
+/// Up to a tenth later, differently per policy and pass: policies started together must
+/// not all come due in the same instant every period.
+fn jitter(d: Duration, uid: &Option<String>) -> Duration {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    (uid, Instant::now()).hash(&mut h);
+    let tenth = d.as_millis() as u64 / 10;
+    d + Duration::from_millis(h.finish() % (tenth + 1))
 }
 
 /// An event whose `action` carries a digest of its note: the Recorder folds repeats of the
@@ -370,16 +380,18 @@ async fn pass_inner(
     };
     let (target, key) = target_from_secret(&secret)?;
     let description = target.describe();
-    let pool = ctx.pools.get(key, &target, ctx.pool_size);
+    let (pool, observer) = ctx.pools.get_with_observer(key, &target, ctx.pool_size);
+    // The shared observation first: it takes a session of the pool itself.
+    let seen = observer.observe(&pool, &valid.schema, &valid.table).await?;
     let mut conn = pool::get(&pool).await?;
-    let (first, observed) = observe_and_plan(&conn, valid, now).await?;
+    let first = plan_table(&conn, seen.table, valid, now).await?;
     // Claim the table only once the policy plans cleanly: a broken policy must not make
     // a good one on the same table report Conflict instead of its own error.
     let claim = Some(claim(ctx, policy, &description, valid).await?);
     let start = engine::Start {
         plan: first,
-        server_version_num: observed.server_version_num,
-        db_now: ctx.clock.is_wall().then_some(observed.db_now),
+        server_version_num: seen.server_version_num,
+        db_now: ctx.clock.is_wall().then_some(seen.db_now),
     };
     let report = engine::pass(&mut conn, valid, start, now, &mut |o| {
         tracing::info!(

@@ -9,14 +9,17 @@
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deadpool::managed::{self, Metrics, PoolError, RecycleError, RecycleResult};
 use tokio_postgres::Client;
 
 use crate::db::connect::Target;
+use crate::db::shared::SharedObserver;
 use crate::error::{Error, Result};
+use crate::telemetry::TargetLabels;
+use prometheus_client::metrics::{counter::Counter, family::Family};
 
 /// Longest wait for a free session of a target before the pass reports it.
 pub const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -71,11 +74,21 @@ pub async fn get(pool: &Pool) -> Result<Conn> {
     })
 }
 
-/// Pools by target. The key hashes every connection setting, password included, so a
-/// rotated credential gets a fresh pool and the old one goes.
+/// Pools by target, each with the target's shared observer. The key hashes every
+/// connection setting, password included, so a rotated credential gets a fresh pool and
+/// the old one goes.
 #[derive(Default)]
 pub struct Pools {
-    pools: Mutex<HashMap<u64, (Pool, String, Instant)>>,
+    pools: Mutex<HashMap<u64, Entry>>,
+    /// Where each target's observer counts its observations (none outside the controller).
+    observations: Option<Family<TargetLabels, Counter>>,
+}
+
+struct Entry {
+    pool: Pool,
+    observer: Arc<SharedObserver>,
+    description: String,
+    used: Instant,
 }
 
 pub fn target_key(settings: &[(&str, &str)]) -> u64 {
@@ -85,27 +98,56 @@ pub fn target_key(settings: &[(&str, &str)]) -> u64 {
 }
 
 impl Pools {
+    pub fn counting_observations(observations: Family<TargetLabels, Counter>) -> Self {
+        Pools {
+            pools: Default::default(),
+            observations: Some(observations),
+        }
+    }
+
     /// The pool of `target` (created with `max` sessions on first use). Pools of the same
     /// target under other credentials, and pools nobody used for [`UNUSED_POOL`], are dropped.
     pub fn get(&self, key: u64, target: &Target, max: usize) -> Pool {
+        self.get_with_observer(key, target, max).0
+    }
+
+    /// [`Pools::get`], with the observer every policy on the target shares.
+    pub fn get_with_observer(
+        &self,
+        key: u64,
+        target: &Target,
+        max: usize,
+    ) -> (Pool, Arc<SharedObserver>) {
         let description = target.describe();
         let mut pools = self.pools.lock().expect("pool map lock");
-        pools.retain(|k, (_, d, used)| {
-            *k == key || (*d != description && used.elapsed() < UNUSED_POOL)
+        pools.retain(|k, e| {
+            *k == key || (e.description != description && e.used.elapsed() < UNUSED_POOL)
         });
-        let entry = pools.entry(key).or_insert_with(|| {
-            let pool = Pool::builder(Manager {
+        let entry = pools.entry(key).or_insert_with(|| Entry {
+            pool: Pool::builder(Manager {
                 target: target.clone(),
             })
             .max_size(max)
             .wait_timeout(Some(WAIT_TIMEOUT))
             .runtime(deadpool::Runtime::Tokio1)
             .build()
-            .expect("a pool with a runtime and timeouts builds");
-            (pool, description, Instant::now())
+            .expect("a pool with a runtime and timeouts builds"),
+            observer: Arc::new(SharedObserver::new(
+                self.observations
+                    .as_ref()
+                    .map(|f| {
+                        f.get_or_create(&TargetLabels {
+                            target: description.clone(),
+                        })
+                        .clone()
+                    })
+                    .unwrap_or_default(),
+            )),
+            description,
+            used: Instant::now(),
         });
-        entry.2 = Instant::now();
-        entry.0.clone()
+        entry.used = Instant::now();
+        (entry.pool.clone(), entry.observer.clone())
     }
 
     /// Sessions in use per target, for the metrics.
@@ -114,9 +156,9 @@ impl Pools {
             .lock()
             .map(|p| {
                 p.values()
-                    .map(|(pool, d, _)| {
-                        let s = pool.status();
-                        (d.clone(), s.size - s.available)
+                    .map(|e| {
+                        let s = e.pool.status();
+                        (e.description.clone(), s.size - s.available)
                     })
                     .collect()
             })

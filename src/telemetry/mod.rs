@@ -71,6 +71,7 @@ pub struct Metrics {
     pub reconcile_seconds: Histogram,
     pub ddl_actions: Family<ActionLabels, Counter>,
     pub pool_in_use: Family<TargetLabels, Gauge>,
+    pub observations: Family<TargetLabels, Counter>,
 }
 
 impl Metrics {
@@ -99,6 +100,7 @@ impl Default for Metrics {
             ]),
             ddl_actions: Family::default(),
             pool_in_use: Family::default(),
+            observations: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -131,6 +133,11 @@ impl Default for Metrics {
             "reconcile_duration_seconds",
             "Time per reconcile pass",
             m.reconcile_seconds.clone(),
+        );
+        registry.register(
+            "observations",
+            "Catalog observations of a database, each shared by the passes that asked meanwhile",
+            m.observations.clone(),
         );
         registry.register(
             "ddl_actions",
