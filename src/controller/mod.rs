@@ -173,6 +173,7 @@ pub async fn run(args: Args) -> Result<()> {
         failures: Default::default(),
         series: Default::default(),
         clock: crate::clock::Clock::new(args.now),
+        secrets: Default::default(),
     });
     // Only spec changes (a new generation) start a pass: the status each pass writes
     // must not start another one. A deleted policy is forgotten (claims, back-off,

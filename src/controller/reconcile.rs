@@ -43,7 +43,13 @@ pub struct Ctx {
     pub series: Mutex<HashMap<String, PolicySeries>>,
     /// pgpart's clock: the wall clock, or `--now` advancing from the start.
     pub clock: crate::clock::Clock,
+    /// Secrets read in the last [`SECRET_REUSE`], by (namespace, name): the policies due
+    /// together on one database read its Secret once, not once each.
+    pub secrets: Mutex<HashMap<(String, String), SecretRead>>,
 }
+
+/// A Secret and when it was read.
+pub type SecretRead = (Instant, Arc<Secret>);
 
 #[derive(Default)]
 pub struct PolicySeries {
@@ -83,11 +89,16 @@ impl Ctx {
 /// the next). Retirements left over wait for `schedule.every`: maxPerPass bounds them per
 /// period, so a clock that jumped ahead does not retire everything within seconds.
 const MORE_WORK: Duration = Duration::from_secs(2);
+/// Actions of one kind named per event (a note stays well under its 1000 characters).
+const ACTIONS_PER_EVENT: usize = 5;
 /// At most this many pending actions are listed in status (an object must stay small).
 const MAX_PENDING_IN_STATUS: usize = 20;
 /// Longest back-off after a transient error: Secrets are not watched (pgpart may only
 /// `get` them), so a fixed Secret is noticed at the next retry.
 const MAX_RETRY: Duration = Duration::from_secs(60);
+/// How long a Secret read is reused by other passes (a fixed or rotated Secret is seen
+/// after at most this).
+const SECRET_REUSE: Duration = Duration::from_secs(10);
 /// How soon to look again when only a person can fix it.
 const STALLED_RECHECK: Duration = Duration::from_secs(120);
 
@@ -159,6 +170,9 @@ async fn reconcile_pass(
     let oref = policy.object_ref(&());
     let mut events = Vec::new();
     if let Some(plan) = &report.plan {
+        // What was done, a few actions of a kind per event (each API write costs the
+        // server more than the DDL did); every failure on its own.
+        let mut done: Vec<(&'static str, String)> = Vec::new();
         for o in &report.outcomes {
             let result = if o.result.is_ok() { "ok" } else { "error" };
             ctx.metrics
@@ -168,26 +182,28 @@ async fn reconcile_pass(
                     result: result.into(),
                 })
                 .inc();
-            events.push(match &o.result {
-                Ok(()) if o.rows > 0 => event(
-                    EventType::Normal,
+            match &o.result {
+                Ok(()) if o.rows > 0 => done.push((
                     event_reason(o.action.kind()),
                     format!(
                         "{} ({} rows moved to the new default)",
                         o.description, o.rows
                     ),
-                ),
-                Ok(()) => event(
-                    EventType::Normal,
-                    event_reason(o.action.kind()),
-                    o.description.clone(),
-                ),
-                Err(e) => event(
+                )),
+                Ok(()) => done.push((event_reason(o.action.kind()), o.description.clone())),
+                Err(e) => events.push(event(
                     EventType::Warning,
                     e.reason(),
                     format!("{}: {e}", o.description),
-                ),
-            });
+                )),
+            }
+        }
+        done.sort_by_key(|(reason, _)| *reason);
+        for same in done.chunk_by(|a, b| a.0 == b.0) {
+            for few in same.chunks(ACTIONS_PER_EVENT) {
+                let notes: Vec<&str> = few.iter().map(|(_, n)| n.as_str()).collect();
+                events.push(event(EventType::Normal, few[0].0, notes.join("; ")));
+            }
         }
         for f in &plan.findings {
             events.push(event(EventType::Warning, f.reason, f.message.clone()));
@@ -213,16 +229,17 @@ async fn reconcile_pass(
     }
 
     let status = build_status(&policy, &report, now);
-    let api: Api<PartitionPolicy> = Api::namespaced(ctx.client.clone(), &ns);
-    let patch =
-        json!({ "apiVersion": "pgpart.io/v1alpha1", "kind": "PartitionPolicy", "status": status });
-    api.patch_status(
-        &name,
-        &PatchParams::apply("pgpart").force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(|e| ReconcileError(format!("writing status: {e}")))?;
+    if !is_repeat(policy.status.as_ref(), &status, now, every) {
+        let api: Api<PartitionPolicy> = Api::namespaced(ctx.client.clone(), &ns);
+        let patch = json!({ "apiVersion": "pgpart.io/v1alpha1", "kind": "PartitionPolicy", "status": status });
+        api.patch_status(
+            &name,
+            &PatchParams::apply("pgpart").force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|e| ReconcileError(format!("writing status: {e}")))?;
+    }
 
     if let Some(plan) = &report.plan {
         let s = &plan.summary;
@@ -293,6 +310,34 @@ fn jitter(d: Duration, uid: &Option<String>) -> Duration {
     d + Duration::from_millis(h.finish() % (tenth + 1))
 }
 
+/// A status that says what the written one says, written less than half a period ago:
+/// not written again. Status writes are most of a quiet pass's cost to the API server
+/// (1000 policies restarting would write 1000 equal statuses); `lastPassTime` still moves
+/// at least once per `schedule.every`.
+fn is_repeat(
+    previous: Option<&PartitionPolicyStatus>,
+    status: &PartitionPolicyStatus,
+    now: DateTime<Utc>,
+    every: Duration,
+) -> bool {
+    let Some(previous) = previous else {
+        return false;
+    };
+    let written = previous
+        .last_pass_time
+        .as_deref()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+    let recent = written.is_some_and(|t| {
+        let age = now.signed_duration_since(t);
+        age >= chrono::TimeDelta::zero() && age.to_std().is_ok_and(|a| a < every / 2)
+    });
+    let same = PartitionPolicyStatus {
+        last_pass_time: previous.last_pass_time.clone(),
+        ..status.clone()
+    } == *previous;
+    recent && same
+}
+
 /// An event whose `action` carries a digest of its note: the Recorder folds repeats of the
 /// same message into one series, while different messages (another partition created)
 /// stay separate events instead of becoming a count on the first.
@@ -361,24 +406,9 @@ async fn pass_inner(
             ),
         ));
     }
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let secret_name = &db.secret_ref.name;
-    let secret = match secrets.get_opt(secret_name).await {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            return Err(Error::invalid(
-                "spec.database.secretRef.name",
-                format!("Secret {ns}/{secret_name} not found: create it or fix the name"),
-            ));
-        }
-        Err(kube::Error::Api(s)) if s.code == 403 => {
-            return Err(Error::PermissionDenied(format!(
-                "pgpart may not read Secret {ns}/{secret_name}"
-            )));
-        }
-        Err(e) => return Err(Error::KubeApi(e.to_string())),
-    };
+    let secret = read_secret(ctx, ns, &db.secret_ref.name).await?;
     let (target, key) = target_from_secret(&secret)?;
+
     let description = target.describe();
     let (pool, observer) = ctx.pools.get_with_observer(key, &target, ctx.pool_size);
     // The shared observation first: it takes a session of the pool itself.
@@ -409,6 +439,37 @@ async fn pass_inner(
         error: report.error,
         claim,
     })
+}
+
+/// The policy's Secret, read again only when no pass read it in the last [`SECRET_REUSE`].
+async fn read_secret(ctx: &Ctx, ns: &str, secret_name: &str) -> Result<Arc<Secret>, Error> {
+    let key = (ns.to_owned(), secret_name.to_owned());
+    if let Some((read, s)) = ctx.secrets.lock().expect("secrets lock").get(&key)
+        && read.elapsed() < SECRET_REUSE
+    {
+        return Ok(s.clone());
+    }
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let secret = match secrets.get_opt(secret_name).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return Err(Error::invalid(
+                "spec.database.secretRef.name",
+                format!("Secret {ns}/{secret_name} not found: create it or fix the name"),
+            ));
+        }
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            return Err(Error::PermissionDenied(format!(
+                "pgpart may not read Secret {ns}/{secret_name}"
+            )));
+        }
+        Err(e) => return Err(Error::KubeApi(e.to_string())),
+    };
+    let secret = Arc::new(secret);
+    let mut cache = ctx.secrets.lock().expect("secrets lock");
+    cache.retain(|_, (read, _)| read.elapsed() < SECRET_REUSE);
+    cache.insert(key, (Instant::now(), secret.clone()));
+    Ok(secret)
 }
 
 /// Two policies on one table: the one that holds it keeps it, the other is Stalled
@@ -621,7 +682,43 @@ fn build_status(
 
 #[cfg(test)]
 mod tests {
-    use super::bounded;
+    use super::{bounded, is_repeat};
+    use crate::policy::PartitionPolicyStatus;
+    use chrono::DateTime;
+    use std::time::Duration;
+
+    #[test]
+    fn an_equal_status_is_written_again_only_after_half_a_period() {
+        let at = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().to_utc();
+        let written = PartitionPolicyStatus {
+            partitions: Some(4),
+            last_pass_time: Some("2026-12-01T10:00:00.000Z".into()),
+            ..Default::default()
+        };
+        let again = |partitions| PartitionPolicyStatus {
+            partitions: Some(partitions),
+            last_pass_time: Some("2026-12-01T10:20:00.000Z".into()),
+            ..Default::default()
+        };
+        let hour = Duration::from_secs(3600);
+        let now = at("2026-12-01T10:20:00Z");
+        assert!(is_repeat(Some(&written), &again(4), now, hour));
+        // Anything else changed, half a period gone, the clock gone back, nothing written yet.
+        assert!(!is_repeat(Some(&written), &again(5), now, hour));
+        assert!(!is_repeat(
+            Some(&written),
+            &again(4),
+            at("2026-12-01T10:30:00Z"),
+            hour
+        ));
+        assert!(!is_repeat(
+            Some(&written),
+            &again(4),
+            at("2026-12-01T09:59:00Z"),
+            hour
+        ));
+        assert!(!is_repeat(None, &again(4), now, hour));
+    }
 
     #[test]
     fn pending_actions_in_status_stay_few() {
