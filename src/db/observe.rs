@@ -237,12 +237,15 @@ async fn observe_tables(
         [&schemas, &names, &with_sizes];
     let retiring_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&schemas];
     let (parents, partitions, retiring, server) = bounded(client, async {
-        Ok(tokio::try_join!(
+        // Sent together, run in order: once one fails the rest only say the transaction
+        // is aborted, so the first statement's error is the one that tells why.
+        let (parents, partitions, retiring, server) = tokio::join!(
             client.query(PARENTS_SQL, &parents_params),
             client.query(PARTITIONS_SQL, &partitions_params),
             client.query(RETIRING_SQL, &retiring_params),
             client.query_one("SELECT current_setting('server_version_num'), now()", &[]),
-        )?)
+        );
+        Ok((parents?, partitions?, retiring?, server?))
     })
     .await?;
 
