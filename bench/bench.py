@@ -138,7 +138,7 @@ def gen_partman_parents(tables, interval, premake, start=None, default=True):
 
 def partitions_count(ctx, db):
     return int(q1(ctx, db, "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                           "WHERE c.relname ~ '^t[0-9]{4}_p' AND c.relispartition"))
+                           "WHERE c.relname ~ '^t[0-9]{4,}_p' AND c.relispartition"))
 
 
 def install_partman(ctx, db):
@@ -675,9 +675,9 @@ def main():
     args = ap.parse_args()
     ctx = Ctx(args)
     res = {"tables": args.tables, "runs": args.runs, "smoke": args.smoke, "errors": {}}
-    if os.path.exists(args.out):
+    if os.path.exists(args.out):  # an earlier run's scenarios ("s1" ...), not its settings
         with open(args.out) as f:
-            res.update({k: v for k, v in json.load(f).items() if k.startswith("s")})
+            res.update({k: v for k, v in json.load(f).items() if re.fullmatch(r"s\d+", k)})
     failed = False
     for s in args.scenarios.split(","):
         t0 = time.monotonic()
