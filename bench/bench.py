@@ -6,6 +6,7 @@ Scenarios (see BENCHMARKS.md):
   s2  catch-up: N tables needing 12 new partitions each (+ the psql floor)
   s3  inserts (pgbench) during maintenance, with and without a 3M-row DEFAULT partition
   s4  default repair under live reads, updates and inserts: 1M and 3M rows over three days in DEFAULT
+  s5  scale curve: catch-up, no-op pass and pgpart's peak memory at several sizes (--scale-sizes)
 
 Talks to PostgreSQL only through psql/pgbench (no Python driver needed). Writes a JSON
 result file; bench/report.py turns it into the BENCHMARKS.md section.
@@ -40,6 +41,7 @@ class Ctx:
         self.runs = args.runs
         self.smoke = args.smoke
         self.pglog = args.pglog
+        self.scale_sizes = [int(x) for x in args.scale_sizes.split(",") if x.strip()]
         self.work = tempfile.mkdtemp(prefix="pgpart-bench-")
         os.chmod(self.work, 0o755)
         self.today = dt.datetime.now(dt.timezone.utc).date()
@@ -64,14 +66,71 @@ def q1(ctx, db, sql):
     return psql(ctx, db, sql)[2].strip()
 
 
-def pgpart(ctx, db, cmd, policy_file, extra=(), check=True):
+def pgpart(ctx, db, cmd, policy_file, extra=(), check=True, rss=False):
+    """Runs pgpart; returns (seconds, rc, stdout, stderr), and with rss=True also its peak
+    resident memory in KiB (see run_rss)."""
     args = [ctx.pgpart, cmd, "--policy", policy_file, "--database-url", ctx.db_url(db), *extra]
-    t0 = time.monotonic()
-    p = subprocess.run(args, capture_output=True, text=True)
-    secs = time.monotonic() - t0
-    if check and p.returncode != 0:
-        raise RuntimeError(f"pgpart {cmd} on {db} failed ({p.returncode}): {p.stderr.strip()[-2000:]}")
-    return secs, p.returncode, p.stdout, p.stderr
+    if rss:
+        secs, rc, out, err, kib = run_rss(args)
+    else:
+        t0 = time.monotonic()
+        p = subprocess.run(args, capture_output=True, text=True)
+        secs, rc, out, err = time.monotonic() - t0, p.returncode, p.stdout, p.stderr
+    if check and rc != 0:
+        raise RuntimeError(f"pgpart {cmd} on {db} failed ({rc}): {err.strip()[-2000:]}")
+    return (secs, rc, out, err, kib) if rss else (secs, rc, out, err)
+
+
+GNU_TIME = "/usr/bin/time"
+
+
+def rss_method():
+    return "GNU time %M" if os.access(GNU_TIME, os.X_OK) else "VmHWM polled every 5 ms"
+
+
+def run_rss(args):
+    """Runs args; returns (seconds, rc, stdout, stderr, peak RSS of that process in KiB).
+
+    Not os.wait4's ru_maxrss: Linux carries the high-water mark of the mm a process had
+    before exec into its rusage, and Python's subprocess vforks, so a child's ru_maxrss is
+    at least this Python process's own peak (a 300 MiB parent made /bin/true "use"
+    300 MiB). GNU time forks from its own small image and reports the exec'd child's %M
+    (its own ~1 MiB is the floor). Without it, the child's VmHWM (per mm, so clean) is read
+    from /proc every 5 ms until it exits: growth in its last 5 ms would be missed."""
+    with tempfile.TemporaryDirectory(prefix="pgpart-rss-") as tmp:
+        fo, fe = open(os.path.join(tmp, "out"), "w+b"), open(os.path.join(tmp, "err"), "w+b")
+        mfile = os.path.join(tmp, "maxrss")
+        gnu = os.access(GNU_TIME, os.X_OK)
+        cmd = [GNU_TIME, "-o", mfile, "-f", "%M", *args] if gnu else list(args)
+        hwm = [None]
+        t0 = time.monotonic()
+        p = subprocess.Popen(cmd, stdout=fo, stderr=fe)
+        if not gnu:
+            def poll():
+                while p.poll() is None:
+                    try:
+                        with open(f"/proc/{p.pid}/status") as st:
+                            v = next((int(ln.split()[1]) for ln in st if ln.startswith("VmHWM:")), None)
+                        if v is not None:
+                            hwm[0] = max(hwm[0] or 0, v)
+                    except (OSError, ValueError):
+                        pass
+                    time.sleep(0.005)
+            th = threading.Thread(target=poll)
+            th.start()
+        rc = p.wait()
+        secs = time.monotonic() - t0
+        if not gnu:
+            th.join()
+        kib = hwm[0]
+        if gnu:
+            with open(mfile) as fh:  # "Command exited with non-zero status N" may come first
+                last = [ln for ln in fh.read().splitlines() if ln.strip()]
+            kib = int(last[-1]) if last and last[-1].strip().isdigit() else None
+        fo.seek(0), fe.seek(0)
+        out, err = fo.read().decode(errors="replace"), fe.read().decode(errors="replace")
+        fo.close(), fe.close()
+    return secs, rc, out, err, kib
 
 
 def write(ctx, name, text):
@@ -662,6 +721,84 @@ def s4(ctx, res):
     res["s4"] = r
 
 
+# ---------------------------------------------------------------- S5 scale curve
+
+def s5(ctx, res):
+    """At each size N (--scale-sizes), in fresh databases: the catch-up (N empty monthly
+    tables to premake 4, 4 months back like s1) by pgpart and by pg_partman's create_parent,
+    then the no-op pass (pgpart apply again vs run_maintenance_proc), and pgpart's peak RSS.
+    A size that fails is recorded and the next one still runs; the scenario fails at the end."""
+    start = month_start(ctx.today, 4).isoformat()
+    conns = 1  # pg_partman works in one backend; s1/s2 compare 1 and 2 connections
+    r = {"sizes": ctx.scale_sizes, "premake": 4, "start_from": start, "connections": conns,
+         "runs": ctx.runs, "rss_method": rss_method(), "cores": os.cpu_count(),
+         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+         "load_before": os.getloadavg(), "points": []}
+    res["s5"] = r
+    for n in ctx.scale_sizes:
+        tables = [tname(i) for i in range(1, n + 1)]
+        pt = {"tables": n, "load_before": os.getloadavg()}
+        r["points"].append(pt)
+        t_size = time.monotonic()
+        try:
+            log(f"s5: {n} tables: setting up")
+            tables_sql = write(ctx, "s5_tables.sql", gen_tables(n))
+            pol = write(ctx, "s5_policy.yaml", gen_policies(tables, premake=4, start_from=start))
+            recreate_db(ctx, "s5_pgpart")
+            psql(ctx, "s5_pgpart", file=tables_sql)
+            recreate_db(ctx, "s5_partman")
+            install_partman(ctx, "s5_partman")
+            psql(ctx, "s5_partman", file=tables_sql)
+            parents = write(ctx, "s5_partman.sql", gen_partman_parents(tables, "monthly", 4, start=start))
+            for db in ("s5_pgpart", "s5_partman"):
+                psql(ctx, db, "CHECKPOINT")
+
+            secs, rc, out, err, kib = pgpart(ctx, "s5_pgpart", "apply", pol, ["--connections", str(conns)],
+                                             check=False, rss=True)
+            if rc != 0:
+                raise RuntimeError(f"pgpart catch-up failed ({rc}): {errline(err, 500)}")
+            pt.update(pgpart_catchup=secs, pgpart_catchup_rss_kib=kib,
+                      partitions_pgpart=partitions_count(ctx, "s5_pgpart"))
+            log(f"s5: {n}: pgpart catch-up {secs:.2f}s, {pt['partitions_pgpart']} partitions, {kib} KiB")
+            secs, rc, _, err = psql(ctx, "s5_partman", file=parents, check=False)
+            if rc != 0:
+                raise RuntimeError(f"pg_partman create_parent failed: {errline(err, 500)}")
+            pt.update(partman_catchup=secs, partitions_partman=partitions_count(ctx, "s5_partman"))
+            log(f"s5: {n}: pg_partman create_parent {secs:.2f}s, {pt['partitions_partman']} partitions")
+
+            # The first pass after the catch-up is not timed (as in s1); then both interleaved.
+            pgpart(ctx, "s5_pgpart", "apply", pol, ["--connections", str(conns)])
+            psql(ctx, "s5_partman", "CALL partman.run_maintenance_proc()")
+            noop, noop_kib, proc = [], [], []
+            for _ in range(ctx.runs):
+                secs, _, out, err, kib = pgpart(ctx, "s5_pgpart", "apply", pol, ["--connections", str(conns)], rss=True)
+                noop.append(secs)
+                noop_kib.append(kib)
+                proc.append(psql(ctx, "s5_partman", "CALL partman.run_maintenance_proc()")[0])
+            pt.update(pgpart_noop=noop, pgpart_noop_rss_kib=noop_kib, partman_proc=proc,
+                      pgpart_noop_output=(out + err).strip()[-300:],
+                      partitions_after_pgpart=partitions_count(ctx, "s5_pgpart"),
+                      partitions_after_partman=partitions_count(ctx, "s5_partman"))
+            log(f"s5: {n}: no-op pgpart {med(noop):.3f}s ({max(k or 0 for k in noop_kib)} KiB), "
+                f"run_maintenance_proc {med(proc):.3f}s")
+        except Exception as e:  # the next size may still work; the scenario fails at the end
+            pt["error"] = str(e)[-2000:]
+            log(f"s5: {n} tables FAILED: {e}")
+        finally:
+            for db in ("s5_pgpart", "s5_partman"):
+                try:
+                    drop_db(ctx, db)
+                except Exception as e:
+                    log(f"s5: could not drop {db}: {e}")
+        pt["load_after"] = os.getloadavg()
+        pt["elapsed"] = round(time.monotonic() - t_size, 1)
+    r["ended"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    r["load_after"] = os.getloadavg()
+    bad = [p for p in r["points"] if "error" in p]
+    if bad:
+        raise RuntimeError("; ".join(f"{p['tables']} tables: {p['error'].splitlines()[0][:300]}" for p in bad))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", required=True)
@@ -669,12 +806,17 @@ def main():
     ap.add_argument("--tables", type=int, default=1000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--smoke", action="store_true")
-    ap.add_argument("--scenarios", default="s1,s2,s3,s4")
+    ap.add_argument("--scenarios", default="s1,s2,s3,s4,s5")
+    ap.add_argument("--scale-sizes", help="s5's numbers of tables, comma-separated "
+                    "(default 100,1000,10000; 5,10,20 with --smoke)")
     ap.add_argument("--pglog")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
+    if args.scale_sizes is None:
+        args.scale_sizes = "5,10,20" if args.smoke else "100,1000,10000"
     ctx = Ctx(args)
-    res = {"tables": args.tables, "runs": args.runs, "smoke": args.smoke, "errors": {}}
+    res = {"tables": args.tables, "runs": args.runs, "smoke": args.smoke, "errors": {},
+           "scenarios": args.scenarios, "scale_sizes": ctx.scale_sizes}
     if os.path.exists(args.out):  # an earlier run's scenarios ("s1" ...), not its settings
         with open(args.out) as f:
             res.update({k: v for k, v in json.load(f).items() if re.fullmatch(r"s\d+", k)})
