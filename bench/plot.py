@@ -62,7 +62,7 @@ def draw(series, path, *, title=None, xlabel="size", note=None, log=True, guide=
             # the last value beside its point, nudged down when another label is that close
             near = sum(1 for y in labelled if abs(y - py[-1]) <= 0.06 * max(abs(y), abs(py[-1]), 1e-12))
             labelled.append(py[-1])
-            ax.annotate(f"{py[-1]:.3g}", (px[-1], py[-1]), textcoords="offset points",
+            ax.annotate(f"{py[-1]:,.0f}" if abs(py[-1]) >= 1000 else f"{py[-1]:.3g}", (px[-1], py[-1]), textcoords="offset points",
                         xytext=(4, -9 * near), fontsize=8, va="center")
             if anchor is None:
                 anchor = (px[0], py[0])
