@@ -42,6 +42,7 @@ class Ctx:
         self.smoke = args.smoke
         self.pglog = args.pglog
         self.scale_sizes = [int(x) for x in args.scale_sizes.split(",") if x.strip()]
+        self.scale_timeout = args.scale_timeout
         self.work = tempfile.mkdtemp(prefix="pgpart-bench-")
         os.chmod(self.work, 0o755)
         self.today = dt.datetime.now(dt.timezone.utc).date()
@@ -66,12 +67,12 @@ def q1(ctx, db, sql):
     return psql(ctx, db, sql)[2].strip()
 
 
-def pgpart(ctx, db, cmd, policy_file, extra=(), check=True, rss=False):
+def pgpart(ctx, db, cmd, policy_file, extra=(), check=True, rss=False, timeout=None):
     """Runs pgpart; returns (seconds, rc, stdout, stderr), and with rss=True also its peak
-    resident memory in KiB (see run_rss)."""
+    resident memory in KiB (see run_rss; there, rc is None when timeout seconds passed)."""
     args = [ctx.pgpart, cmd, "--policy", policy_file, "--database-url", ctx.db_url(db), *extra]
     if rss:
-        secs, rc, out, err, kib = run_rss(args)
+        secs, rc, out, err, kib = run_rss(args, timeout)
     else:
         t0 = time.monotonic()
         p = subprocess.run(args, capture_output=True, text=True)
@@ -88,8 +89,9 @@ def rss_method():
     return "GNU time %M" if os.access(GNU_TIME, os.X_OK) else "VmHWM polled every 5 ms"
 
 
-def run_rss(args):
+def run_rss(args, timeout=None):
     """Runs args; returns (seconds, rc, stdout, stderr, peak RSS of that process in KiB).
+    After timeout seconds it is killed (its whole process group) and rc is None.
 
     Not os.wait4's ru_maxrss: Linux carries the high-water mark of the mm a process had
     before exec into its rusage, and Python's subprocess vforks, so a child's ru_maxrss is
@@ -104,7 +106,7 @@ def run_rss(args):
         cmd = [GNU_TIME, "-o", mfile, "-f", "%M", *args] if gnu else list(args)
         hwm = [None]
         t0 = time.monotonic()
-        p = subprocess.Popen(cmd, stdout=fo, stderr=fe)
+        p = subprocess.Popen(cmd, stdout=fo, stderr=fe, start_new_session=True)  # killpg takes GNU time's child too
         if not gnu:
             def poll():
                 while p.poll() is None:
@@ -118,12 +120,17 @@ def run_rss(args):
                     time.sleep(0.005)
             th = threading.Thread(target=poll)
             th.start()
-        rc = p.wait()
+        try:
+            rc = p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, 9)
+            p.wait()
+            rc = None
         secs = time.monotonic() - t0
         if not gnu:
             th.join()
         kib = hwm[0]
-        if gnu:
+        if gnu and rc is not None:
             with open(mfile) as fh:  # "Command exited with non-zero status N" may come first
                 last = [ln for ln in fh.read().splitlines() if ln.strip()]
             kib = int(last[-1]) if last and last[-1].strip().isdigit() else None
@@ -727,65 +734,104 @@ def s5(ctx, res):
     """At each size N (--scale-sizes), in fresh databases: the catch-up (N empty monthly
     tables to premake 4, 4 months back like s1) by pgpart and by pg_partman's create_parent,
     then the no-op pass (pgpart apply again vs run_maintenance_proc), and pgpart's peak RSS.
-    A size that fails is recorded and the next one still runs; the scenario fails at the end."""
+    Every command gets --scale-timeout seconds. What fails (or times out) is recorded per
+    tool, the other tool and the next size still run, and the scenario fails at the end."""
     start = month_start(ctx.today, 4).isoformat()
     conns = 1  # pg_partman works in one backend; s1/s2 compare 1 and 2 connections
+    per_table = 9  # 4 months back, this month and premake 4
+    limit = ctx.scale_timeout
     r = {"sizes": ctx.scale_sizes, "premake": 4, "start_from": start, "connections": conns,
-         "runs": ctx.runs, "rss_method": rss_method(), "cores": os.cpu_count(),
+         "runs": ctx.runs, "timeout": limit, "rss_method": rss_method(), "cores": os.cpu_count(),
          "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
          "load_before": os.getloadavg(), "points": []}
     res["s5"] = r
+    dbs = {"pgpart": "s5_pgpart", "pg_partman": "s5_partman"}
     for n in ctx.scale_sizes:
         tables = [tname(i) for i in range(1, n + 1)]
-        pt = {"tables": n, "load_before": os.getloadavg()}
+        pt = {"tables": n, "load_before": os.getloadavg(), "errors": {}}
         r["points"].append(pt)
         t_size = time.monotonic()
+
+        def made(tool):
+            try:
+                return partitions_count(ctx, dbs[tool])
+            except Exception:
+                return None
+
+        def fail(tool, what, msg):
+            pt["errors"][tool] = f"{what}: {msg}"
+            log(f"s5: {n} tables: {tool} {what} FAILED: {msg}")
+
+        def pgpart_pass(what):
+            secs, rc, out, err, kib = pgpart(ctx, dbs["pgpart"], "apply", pol, ["--connections", str(conns)],
+                                             check=False, rss=True, timeout=limit)
+            if rc is None:
+                fail("pgpart", what, f"timed out after {limit} s ({made('pgpart')} of {per_table * n} partitions made)")
+            elif rc != 0:
+                fail("pgpart", what, errline(err, 500))
+            return (secs, kib, (out + err).strip()[-300:]) if rc == 0 else None
+
+        def partman_sql(what, **kw):
+            try:
+                secs, rc, _, err = psql(ctx, dbs["pg_partman"], check=False, timeout=limit, **kw)
+            except subprocess.TimeoutExpired:
+                fail("pg_partman", what, f"timed out after {limit} s ({made('pg_partman')} of {per_table * n} partitions made)")
+                return None
+            if rc != 0:
+                fail("pg_partman", what, errline(err, 500))
+            return secs if rc == 0 else None
+
         try:
             log(f"s5: {n} tables: setting up")
             tables_sql = write(ctx, "s5_tables.sql", gen_tables(n))
             pol = write(ctx, "s5_policy.yaml", gen_policies(tables, premake=4, start_from=start))
-            recreate_db(ctx, "s5_pgpart")
-            psql(ctx, "s5_pgpart", file=tables_sql)
-            recreate_db(ctx, "s5_partman")
-            install_partman(ctx, "s5_partman")
-            psql(ctx, "s5_partman", file=tables_sql)
+            recreate_db(ctx, dbs["pgpart"])
+            psql(ctx, dbs["pgpart"], file=tables_sql)
+            recreate_db(ctx, dbs["pg_partman"])
+            install_partman(ctx, dbs["pg_partman"])
+            psql(ctx, dbs["pg_partman"], file=tables_sql)
             parents = write(ctx, "s5_partman.sql", gen_partman_parents(tables, "monthly", 4, start=start))
-            for db in ("s5_pgpart", "s5_partman"):
+            for db in dbs.values():
                 psql(ctx, db, "CHECKPOINT")
 
-            secs, rc, out, err, kib = pgpart(ctx, "s5_pgpart", "apply", pol, ["--connections", str(conns)],
-                                             check=False, rss=True)
-            if rc != 0:
-                raise RuntimeError(f"pgpart catch-up failed ({rc}): {errline(err, 500)}")
-            pt.update(pgpart_catchup=secs, pgpart_catchup_rss_kib=kib,
-                      partitions_pgpart=partitions_count(ctx, "s5_pgpart"))
-            log(f"s5: {n}: pgpart catch-up {secs:.2f}s, {pt['partitions_pgpart']} partitions, {kib} KiB")
-            secs, rc, _, err = psql(ctx, "s5_partman", file=parents, check=False)
-            if rc != 0:
-                raise RuntimeError(f"pg_partman create_parent failed: {errline(err, 500)}")
-            pt.update(partman_catchup=secs, partitions_partman=partitions_count(ctx, "s5_partman"))
-            log(f"s5: {n}: pg_partman create_parent {secs:.2f}s, {pt['partitions_partman']} partitions")
+            got = pgpart_pass("catch-up")
+            if got:
+                pt.update(pgpart_catchup=got[0], pgpart_catchup_rss_kib=got[1], partitions_pgpart=made("pgpart"))
+                log(f"s5: {n}: pgpart catch-up {got[0]:.2f}s, {pt['partitions_pgpart']} partitions, {got[1]} KiB")
+            secs = partman_sql("create_parent", file=parents)
+            if secs is not None:
+                pt.update(partman_catchup=secs, partitions_partman=made("pg_partman"))
+                log(f"s5: {n}: pg_partman create_parent {secs:.2f}s, {pt['partitions_partman']} partitions")
 
             # The first pass after the catch-up is not timed (as in s1); then both interleaved.
-            pgpart(ctx, "s5_pgpart", "apply", pol, ["--connections", str(conns)])
-            psql(ctx, "s5_partman", "CALL partman.run_maintenance_proc()")
+            run_pg, run_pm = "pgpart" not in pt["errors"], "pg_partman" not in pt["errors"]
+            run_pg = run_pg and pgpart_pass("first no-op pass") is not None
+            run_pm = run_pm and partman_sql("first run_maintenance_proc()", sql="CALL partman.run_maintenance_proc()") is not None
             noop, noop_kib, proc = [], [], []
             for _ in range(ctx.runs):
-                secs, _, out, err, kib = pgpart(ctx, "s5_pgpart", "apply", pol, ["--connections", str(conns)], rss=True)
-                noop.append(secs)
-                noop_kib.append(kib)
-                proc.append(psql(ctx, "s5_partman", "CALL partman.run_maintenance_proc()")[0])
-            pt.update(pgpart_noop=noop, pgpart_noop_rss_kib=noop_kib, partman_proc=proc,
-                      pgpart_noop_output=(out + err).strip()[-300:],
-                      partitions_after_pgpart=partitions_count(ctx, "s5_pgpart"),
-                      partitions_after_partman=partitions_count(ctx, "s5_partman"))
-            log(f"s5: {n}: no-op pgpart {med(noop):.3f}s ({max(k or 0 for k in noop_kib)} KiB), "
-                f"run_maintenance_proc {med(proc):.3f}s")
-        except Exception as e:  # the next size may still work; the scenario fails at the end
-            pt["error"] = str(e)[-2000:]
-            log(f"s5: {n} tables FAILED: {e}")
+                if run_pg:
+                    got = pgpart_pass("no-op")
+                    run_pg = got is not None
+                    if got:
+                        noop.append(got[0])
+                        noop_kib.append(got[1])
+                        pt["pgpart_noop_output"] = got[2]
+                if run_pm:
+                    secs = partman_sql("run_maintenance_proc()", sql="CALL partman.run_maintenance_proc()")
+                    run_pm = secs is not None
+                    if secs is not None:
+                        proc.append(secs)
+            if noop and "pgpart" not in pt["errors"]:
+                pt.update(pgpart_noop=noop, pgpart_noop_rss_kib=noop_kib, partitions_after_pgpart=made("pgpart"))
+                log(f"s5: {n}: no-op pgpart {med(noop):.3f}s ({max(k or 0 for k in noop_kib)} KiB)")
+            if proc and "pg_partman" not in pt["errors"]:
+                pt.update(partman_proc=proc, partitions_after_partman=made("pg_partman"))
+                log(f"s5: {n}: run_maintenance_proc {med(proc):.3f}s")
+        except Exception as e:  # setting up failed: nothing measured at this size
+            pt["errors"]["setup"] = str(e)[-2000:]
+            log(f"s5: {n} tables: setup FAILED: {e}")
         finally:
-            for db in ("s5_pgpart", "s5_partman"):
+            for db in dbs.values():
                 try:
                     drop_db(ctx, db)
                 except Exception as e:
@@ -794,9 +840,9 @@ def s5(ctx, res):
         pt["elapsed"] = round(time.monotonic() - t_size, 1)
     r["ended"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     r["load_after"] = os.getloadavg()
-    bad = [p for p in r["points"] if "error" in p]
+    bad = [f"{p['tables']} tables: {t} {e.splitlines()[0][:300]}" for p in r["points"] for t, e in p["errors"].items()]
     if bad:
-        raise RuntimeError("; ".join(f"{p['tables']} tables: {p['error'].splitlines()[0][:300]}" for p in bad))
+        raise RuntimeError("; ".join(bad))
 
 
 def main():
@@ -809,6 +855,8 @@ def main():
     ap.add_argument("--scenarios", default="s1,s2,s3,s4,s5")
     ap.add_argument("--scale-sizes", help="s5's numbers of tables, comma-separated "
                     "(default 100,1000,10000; 5,10,20 with --smoke)")
+    ap.add_argument("--scale-timeout", type=float, default=1800,
+                    help="s5: seconds one command may take before it counts as failed (default 1800)")
     ap.add_argument("--pglog")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()

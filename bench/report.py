@@ -208,8 +208,9 @@ def s5_when(r, rev):
 
 
 def s5_series(r):
-    """The scale curve as plot.py series: (name, xs, ys, unit); one panel per unit."""
-    pts = [p for p in r["points"] if "error" not in p]
+    """The scale curve as plot.py series: (name, xs, ys, unit); one panel per unit. A value
+    that failed is None (left out of the plot)."""
+    pts = r["points"]
     xs = [p["tables"] for p in pts]
     out = [(label, xs, [_one(p, k, agg) for p in pts], "s") for k, label, agg in S5_SERIES]
     out.append(("pgpart peak RSS: catch-up", xs, [_mib(p.get("pgpart_catchup_rss_kib")) for p in pts], "MiB"))
@@ -219,7 +220,7 @@ def s5_series(r):
 
 
 def s5_xlabel(r):
-    p = next((p for p in r["points"] if "error" not in p and p["tables"]), None)
+    p = next((p for p in r["points"] if p.get("partitions_pgpart") and p["tables"]), None)
     per = f", {p['partitions_pgpart'] / p['tables']:.0f} partitions each" if p else ""
     return f"tables (monthly{per})"
 
@@ -237,48 +238,68 @@ def s5(r, out, rev="?", plot_link=None):
                + (f"median of {r['runs']} interleaved runs" if r["runs"] > 1 else "one run each")
                + " after one untimed. Wall time of the whole command (process start included). "
                f"Peak RSS is pgpart's resident-memory high-water mark ({r['rss_method']}); for the no-op, the "
-               "largest of its runs. × is pg_partman's time over pgpart's.\n")
+               f"largest of its runs. × is pg_partman's time over pgpart's. A command gets {f(r.get('timeout'), 0)} s "
+               "(`--scale-timeout`); what failed is listed under the table.\n")
     out.append("| tables | partitions (pgpart / pg_partman) | pgpart catch-up s | pg_partman catch-up s | × | "
                "pgpart no-op s | run_maintenance_proc s | × | pgpart peak RSS MiB (catch-up / no-op) | load before → after |")
     out.append("|---:|---|---:|---:|---:|---:|---:|---:|---|---|")
-    ok = []
+    notes = []
+
+    def cell(p, key, tool, agg=None, nd=2):
+        """The value, else what became of it: failed / timed out there, or not run (—)."""
+        v = _one(p, key, agg)
+        if v is not None:
+            return f(v, nd)
+        e = p.get("errors", {}).get(tool) or ""
+        here = e.startswith(("catch-up", "create_parent")) == key.endswith("_catchup")  # bench.py's `what`
+        return ("**timed out**" if "timed out" in e else "**failed**") if e and here else "—"
+
+    def ratio(x, y):  # 8.0, 1.2, 0.71, 0.014
+        return "—" if not (x and y) else f(y / x, 1) if y / x >= 1 else f"{y / x:.2g}"
+
     for p in r["points"]:
         load = f"{f((p.get('load_before') or [None])[0], 2)} → {f((p.get('load_after') or [None])[0], 2)}"
-        if "error" in p:
-            msg = " ".join(p["error"].split())[:200].replace("|", "/")
-            out.append(f"| {p['tables']:,} | **failed**: {msg} | | | | | | | | {load} |")
-            continue
-        ok.append(p)
-        a, b = p["pgpart_catchup"], p["partman_catchup"]
-        c, d = med(p["pgpart_noop"]), med(p["partman_proc"])
-        parts = f"{p['partitions_pgpart']:,} / {p['partitions_partman']:,}"
-        if (p["partitions_after_pgpart"], p["partitions_after_partman"]) != (p["partitions_pgpart"], p["partitions_partman"]):
-            parts += f" (**after the no-op passes: {p['partitions_after_pgpart']:,} / {p['partitions_after_partman']:,}**)"
-        rss_noop = max((k or 0 for k in p["pgpart_noop_rss_kib"]), default=0)
-        out.append(f"| {p['tables']:,} | {parts} | {f(a, 2)} | {f(b, 2)} | {f(b / a if a else None, 1)} | "
-                   f"{f(c)} | {f(d)} | {f(d / c if c else None, 1)} | "
-                   f"{f(_mib(p['pgpart_catchup_rss_kib']), 1)} / {f(_mib(rss_noop), 1)} | {load} |")
-    if ok:
-        out.append("\nPer partition (ms; a flat column is a straight line in the plot):\n")
-        out.append("| tables | pgpart catch-up | pg_partman catch-up | pgpart no-op | run_maintenance_proc |")
-        out.append("|---:|---:|---:|---:|---:|")
-        for p in ok:
-            pa, pm = p["partitions_pgpart"] or None, p["partitions_partman"] or None
-            per = (lambda secs, n: f(secs * 1000 / n, 3) if n and secs is not None else "—")
-            out.append(f"| {p['tables']:,} | {per(p['pgpart_catchup'], pa)} | {per(p['partman_catchup'], pm)} | "
-                       f"{per(med(p['pgpart_noop']), pa)} | {per(med(p['partman_proc']), pm)} |")
-    if len(ok) >= 2:  # how cost grows: d log t / d log N between neighbouring sizes (1 = linear)
+        for tool, e in p.get("errors", {}).items():
+            notes.append(f"- {p['tables']:,} tables, {tool}: " + " ".join(e.split())[:400].replace("|", "/"))
+        pg, pm = p.get("partitions_pgpart"), p.get("partitions_partman")
+        parts = f"{f'{pg:,}' if pg is not None else '—'} / {f'{pm:,}' if pm is not None else '—'}"
+        after = (p.get("partitions_after_pgpart", pg), p.get("partitions_after_partman", pm))
+        if after != (pg, pm):
+            parts += f" (**after the no-op passes: {after[0]} / {after[1]}**)"
+        kib = p.get("pgpart_noop_rss_kib")
+        rss_noop = _mib(max((k or 0 for k in kib), default=0)) if kib else None
+        out.append(f"| {p['tables']:,} | {parts} | {cell(p, 'pgpart_catchup', 'pgpart')} | "
+                   f"{cell(p, 'partman_catchup', 'pg_partman')} | "
+                   f"{ratio(p.get('pgpart_catchup'), p.get('partman_catchup'))} | "
+                   f"{cell(p, 'pgpart_noop', 'pgpart', med, 3)} | {cell(p, 'partman_proc', 'pg_partman', med, 3)} | "
+                   f"{ratio(_one(p, 'pgpart_noop', med), _one(p, 'partman_proc', med))} | "
+                   f"{f(_mib(p.get('pgpart_catchup_rss_kib')), 1)} / {f(rss_noop, 1)} | {load} |")
+    if notes:
+        out.append("\n" + "\n".join(notes))
+    out.append("\nPer partition (ms; a flat column is a straight line in the plot):\n")
+    out.append("| tables | pgpart catch-up | pg_partman catch-up | pgpart no-op | run_maintenance_proc |")
+    out.append("|---:|---:|---:|---:|---:|")
+    for p in r["points"]:
+        pa, pm = p.get("partitions_pgpart"), p.get("partitions_partman")
+        per = (lambda secs, n: f(secs * 1000 / n, 3) if n and secs is not None else "—")
+        out.append(f"| {p['tables']:,} | {per(p.get('pgpart_catchup'), pa)} | {per(p.get('partman_catchup'), pm)} | "
+                   f"{per(_one(p, 'pgpart_noop', med), pa)} | {per(_one(p, 'partman_proc', med), pm)} |")
+    pts = r["points"]
+    if len(pts) >= 2:  # how cost grows: d log t / d log N between neighbouring sizes (1 = linear)
         lines = []
         for k, label, agg in S5_SERIES:
             ex = []
-            for p, q in zip(ok, ok[1:]):
+            for p, q in zip(pts, pts[1:]):
                 y0, y1 = _one(p, k, agg), _one(q, k, agg)
-                ex.append(f(math.log(y1 / y0) / math.log(q["tables"] / p["tables"]), 2) if y0 and y1 and q["tables"] != p["tables"] else "—")
+                ex.append(f(math.log(y1 / y0) / math.log(q["tables"] / p["tables"]), 2)
+                          if y0 and y1 and q["tables"] != p["tables"] else "—")
             lines.append(f"{label} {', '.join(ex)}")
-        steps = ", ".join(f"{p['tables']:,}→{q['tables']:,}" for p, q in zip(ok, ok[1:]))
+        steps = ", ".join(f"{p['tables']:,}→{q['tables']:,}" for p, q in zip(pts, pts[1:]))
         out.append(f"\nGrowth exponent between neighbouring sizes ({steps}; 1 = linear in the number of tables): "
                    + "; ".join(lines) + ".\n")
-    if plot_link:
+    if plot_link and plot_link.startswith("plot: "):  # printed, not written: just say where it is
+        out.append(f"Plot: `{plot_link[6:]}`\n")
+    elif plot_link:
         out.append(f"![Scale curve: wall time and pgpart's peak RSS against the number of tables]({plot_link})\n")
     out.append("")
 
@@ -347,14 +368,14 @@ def main():
     old = open(a.write).read() if a.write and os.path.exists(a.write) else "# Benchmarks\n"
     earlier = old_sections(old[old.index(BEGIN):old.index(END)]) if BEGIN in old and END in old else {}
     link = None
-    if a.plot and "s5" in res and any("error" not in p for p in res["s5"].get("points", [])):
+    if a.plot and "s5" in res and any(y is not None for *_, ys, _ in s5_series(res["s5"]) for y in ys):
         import plot  # bench/plot.py; imported here so that the rest runs without matplotlib
         r = res["s5"]
         plot.draw(s5_series(r), a.plot, title="pgpart vs pg_partman 4.7: cost against the number of tables",
                   xlabel=s5_xlabel(r), guide={"s"},
                   note=f"{s5_when(r, a.rev)}; {command(res)}"
                        f"{'  (SMOKE SCALE: not a measurement)' if res.get('smoke') else ''}")
-        link = os.path.relpath(a.plot, os.path.dirname(os.path.abspath(a.write))) if a.write else a.plot
+        link = os.path.relpath(a.plot, os.path.dirname(os.path.abspath(a.write))) if a.write else "plot: " + a.plot
     text = render(res, a.pg_version, a.rev, earlier, link)
     if not a.write:
         print(text)
