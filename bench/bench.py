@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -43,7 +44,9 @@ class Ctx:
         self.pglog = args.pglog
         self.scale_sizes = [int(x) for x in args.scale_sizes.split(",") if x.strip()]
         self.scale_timeout = args.scale_timeout
-        self.work = tempfile.mkdtemp(prefix="pgpart-bench-")
+        # beside the results (scripts/bench: in its temp dir, removed by its trap even when
+        # this is killed), and removed at the end of main()
+        self.work = tempfile.mkdtemp(prefix="pgpart-bench-", dir=os.path.dirname(os.path.abspath(args.out)))
         os.chmod(self.work, 0o755)
         self.today = dt.datetime.now(dt.timezone.utc).date()
 
@@ -869,17 +872,20 @@ def main():
         with open(args.out) as f:
             res.update({k: v for k, v in json.load(f).items() if re.fullmatch(r"s\d+", k)})
     failed = False
-    for s in args.scenarios.split(","):
-        t0 = time.monotonic()
-        try:
-            globals()[s](ctx, res)
-        except Exception as e:  # keep going: later scenarios still produce numbers
-            failed = True
-            res["errors"][s] = str(e)[-2000:]
-            log(f"{s} FAILED: {e}")
-        res.setdefault("elapsed", {})[s] = round(time.monotonic() - t0, 1)
-        with open(args.out, "w") as f:
-            json.dump(res, f, indent=1, default=str)
+    try:
+        for s in args.scenarios.split(","):
+            t0 = time.monotonic()
+            try:
+                globals()[s](ctx, res)
+            except Exception as e:  # keep going: later scenarios still produce numbers
+                failed = True
+                res["errors"][s] = str(e)[-2000:]
+                log(f"{s} FAILED: {e}")
+            res.setdefault("elapsed", {})[s] = round(time.monotonic() - t0, 1)
+            with open(args.out, "w") as f:
+                json.dump(res, f, indent=1, default=str)
+    finally:
+        shutil.rmtree(ctx.work, ignore_errors=True)
     sys.exit(1 if failed else 0)
 
 
