@@ -6,6 +6,7 @@ Scenarios (see BENCHMARKS.md):
   s2  catch-up: N tables needing 12 new partitions each (+ the psql floor)
   s3  inserts (pgbench) during maintenance, with and without a 3M-row DEFAULT partition
   s4  default repair under live reads, updates and inserts: 1M and 3M rows over three days in DEFAULT
+  s5  scale curve: catch-up, no-op pass and pgpart's peak memory at several sizes (--scale-sizes)
 
 Talks to PostgreSQL only through psql/pgbench (no Python driver needed). Writes a JSON
 result file; bench/report.py turns it into the BENCHMARKS.md section.
@@ -15,6 +16,7 @@ import datetime as dt
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -40,7 +42,11 @@ class Ctx:
         self.runs = args.runs
         self.smoke = args.smoke
         self.pglog = args.pglog
-        self.work = tempfile.mkdtemp(prefix="pgpart-bench-")
+        self.scale_sizes = [int(x) for x in args.scale_sizes.split(",") if x.strip()]
+        self.scale_timeout = args.scale_timeout
+        # beside the results (scripts/bench: in its temp dir, removed by its trap even when
+        # this is killed), and removed at the end of main()
+        self.work = tempfile.mkdtemp(prefix="pgpart-bench-", dir=os.path.dirname(os.path.abspath(args.out)))
         os.chmod(self.work, 0o755)
         self.today = dt.datetime.now(dt.timezone.utc).date()
 
@@ -64,14 +70,77 @@ def q1(ctx, db, sql):
     return psql(ctx, db, sql)[2].strip()
 
 
-def pgpart(ctx, db, cmd, policy_file, extra=(), check=True):
+def pgpart(ctx, db, cmd, policy_file, extra=(), check=True, rss=False, timeout=None):
+    """Runs pgpart; returns (seconds, rc, stdout, stderr), and with rss=True also its peak
+    resident memory in KiB (see run_rss; there, rc is None when timeout seconds passed)."""
     args = [ctx.pgpart, cmd, "--policy", policy_file, "--database-url", ctx.db_url(db), *extra]
-    t0 = time.monotonic()
-    p = subprocess.run(args, capture_output=True, text=True)
-    secs = time.monotonic() - t0
-    if check and p.returncode != 0:
-        raise RuntimeError(f"pgpart {cmd} on {db} failed ({p.returncode}): {p.stderr.strip()[-2000:]}")
-    return secs, p.returncode, p.stdout, p.stderr
+    if rss:
+        secs, rc, out, err, kib = run_rss(args, timeout)
+    else:
+        t0 = time.monotonic()
+        p = subprocess.run(args, capture_output=True, text=True)
+        secs, rc, out, err = time.monotonic() - t0, p.returncode, p.stdout, p.stderr
+    if check and rc != 0:
+        raise RuntimeError(f"pgpart {cmd} on {db} failed ({rc}): {err.strip()[-2000:]}")
+    return (secs, rc, out, err, kib) if rss else (secs, rc, out, err)
+
+
+GNU_TIME = "/usr/bin/time"
+
+
+def rss_method():
+    return "GNU time %M" if os.access(GNU_TIME, os.X_OK) else "VmHWM polled every 5 ms"
+
+
+def run_rss(args, timeout=None):
+    """Runs args; returns (seconds, rc, stdout, stderr, peak RSS of that process in KiB).
+    After timeout seconds it is killed (its whole process group) and rc is None.
+
+    Not os.wait4's ru_maxrss: Linux carries the high-water mark of the mm a process had
+    before exec into its rusage, and Python's subprocess vforks, so a child's ru_maxrss is
+    at least this Python process's own peak (a 300 MiB parent made /bin/true "use"
+    300 MiB). GNU time forks from its own small image and reports the exec'd child's %M
+    (its own ~1 MiB is the floor). Without it, the child's VmHWM (per mm, so clean) is read
+    from /proc every 5 ms until it exits: growth in its last 5 ms would be missed."""
+    with tempfile.TemporaryDirectory(prefix="pgpart-rss-") as tmp:
+        fo, fe = open(os.path.join(tmp, "out"), "w+b"), open(os.path.join(tmp, "err"), "w+b")
+        mfile = os.path.join(tmp, "maxrss")
+        gnu = os.access(GNU_TIME, os.X_OK)
+        cmd = [GNU_TIME, "-o", mfile, "-f", "%M", *args] if gnu else list(args)
+        hwm = [None]
+        t0 = time.monotonic()
+        p = subprocess.Popen(cmd, stdout=fo, stderr=fe, start_new_session=True)  # killpg takes GNU time's child too
+        if not gnu:
+            def poll():
+                while p.poll() is None:
+                    try:
+                        with open(f"/proc/{p.pid}/status") as st:
+                            v = next((int(ln.split()[1]) for ln in st if ln.startswith("VmHWM:")), None)
+                        if v is not None:
+                            hwm[0] = max(hwm[0] or 0, v)
+                    except (OSError, ValueError):
+                        pass
+                    time.sleep(0.005)
+            th = threading.Thread(target=poll)
+            th.start()
+        try:
+            rc = p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, 9)
+            p.wait()
+            rc = None
+        secs = time.monotonic() - t0
+        if not gnu:
+            th.join()
+        kib = hwm[0]
+        if gnu and rc is not None:
+            with open(mfile) as fh:  # "Command exited with non-zero status N" may come first
+                last = [ln for ln in fh.read().splitlines() if ln.strip()]
+            kib = int(last[-1]) if last and last[-1].strip().isdigit() else None
+        fo.seek(0), fe.seek(0)
+        out, err = fo.read().decode(errors="replace"), fe.read().decode(errors="replace")
+        fo.close(), fe.close()
+    return secs, rc, out, err, kib
 
 
 def write(ctx, name, text):
@@ -138,7 +207,7 @@ def gen_partman_parents(tables, interval, premake, start=None, default=True):
 
 def partitions_count(ctx, db):
     return int(q1(ctx, db, "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                           "WHERE c.relname ~ '^t[0-9]{4}_p' AND c.relispartition"))
+                           "WHERE c.relname ~ '^t[0-9]{4,}_p' AND c.relispartition"))
 
 
 def install_partman(ctx, db):
@@ -662,6 +731,123 @@ def s4(ctx, res):
     res["s4"] = r
 
 
+# ---------------------------------------------------------------- S5 scale curve
+
+def s5(ctx, res):
+    """At each size N (--scale-sizes), in fresh databases: the catch-up (N empty monthly
+    tables to premake 4, 4 months back like s1) by pgpart and by pg_partman's create_parent,
+    then the no-op pass (pgpart apply again vs run_maintenance_proc), and pgpart's peak RSS.
+    Every command gets --scale-timeout seconds. What fails (or times out) is recorded per
+    tool, the other tool and the next size still run, and the scenario fails at the end."""
+    start = month_start(ctx.today, 4).isoformat()
+    conns = 1  # pg_partman works in one backend; s1/s2 compare 1 and 2 connections
+    per_table = 9  # 4 months back, this month and premake 4
+    limit = ctx.scale_timeout
+    r = {"sizes": ctx.scale_sizes, "premake": 4, "start_from": start, "connections": conns,
+         "runs": ctx.runs, "timeout": limit, "rss_method": rss_method(), "cores": os.cpu_count(),
+         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+         "load_before": os.getloadavg(), "points": []}
+    res["s5"] = r
+    dbs = {"pgpart": "s5_pgpart", "pg_partman": "s5_partman"}
+    for n in ctx.scale_sizes:
+        tables = [tname(i) for i in range(1, n + 1)]
+        pt = {"tables": n, "load_before": os.getloadavg(), "errors": {}}
+        r["points"].append(pt)
+        t_size = time.monotonic()
+
+        def made(tool):
+            try:
+                return partitions_count(ctx, dbs[tool])
+            except Exception:
+                return None
+
+        def fail(tool, what, msg):
+            pt["errors"][tool] = f"{what}: {msg}"
+            log(f"s5: {n} tables: {tool} {what} FAILED: {msg}")
+
+        def pgpart_pass(what):
+            secs, rc, out, err, kib = pgpart(ctx, dbs["pgpart"], "apply", pol, ["--connections", str(conns)],
+                                             check=False, rss=True, timeout=limit)
+            if rc is None:
+                fail("pgpart", what, f"timed out after {limit} s ({made('pgpart')} of {per_table * n} partitions made)")
+            elif rc != 0:
+                fail("pgpart", what, errline(err, 500))
+            return (secs, kib, (out + err).strip()[-300:]) if rc == 0 else None
+
+        def partman_sql(what, **kw):
+            try:
+                secs, rc, _, err = psql(ctx, dbs["pg_partman"], check=False, timeout=limit, **kw)
+            except subprocess.TimeoutExpired:
+                fail("pg_partman", what, f"timed out after {limit} s ({made('pg_partman')} of {per_table * n} partitions made)")
+                return None
+            if rc != 0:
+                fail("pg_partman", what, errline(err, 500))
+            return secs if rc == 0 else None
+
+        try:
+            log(f"s5: {n} tables: setting up")
+            tables_sql = write(ctx, "s5_tables.sql", gen_tables(n))
+            pol = write(ctx, "s5_policy.yaml", gen_policies(tables, premake=4, start_from=start))
+            recreate_db(ctx, dbs["pgpart"])
+            psql(ctx, dbs["pgpart"], file=tables_sql)
+            recreate_db(ctx, dbs["pg_partman"])
+            install_partman(ctx, dbs["pg_partman"])
+            psql(ctx, dbs["pg_partman"], file=tables_sql)
+            parents = write(ctx, "s5_partman.sql", gen_partman_parents(tables, "monthly", 4, start=start))
+            for db in dbs.values():
+                psql(ctx, db, "CHECKPOINT")
+
+            got = pgpart_pass("catch-up")
+            if got:
+                pt.update(pgpart_catchup=got[0], pgpart_catchup_rss_kib=got[1], partitions_pgpart=made("pgpart"))
+                log(f"s5: {n}: pgpart catch-up {got[0]:.2f}s, {pt['partitions_pgpart']} partitions, {got[1]} KiB")
+            secs = partman_sql("create_parent", file=parents)
+            if secs is not None:
+                pt.update(partman_catchup=secs, partitions_partman=made("pg_partman"))
+                log(f"s5: {n}: pg_partman create_parent {secs:.2f}s, {pt['partitions_partman']} partitions")
+
+            # The first pass after the catch-up is not timed (as in s1); then both interleaved.
+            run_pg, run_pm = "pgpart" not in pt["errors"], "pg_partman" not in pt["errors"]
+            run_pg = run_pg and pgpart_pass("first no-op pass") is not None
+            run_pm = run_pm and partman_sql("first run_maintenance_proc()", sql="CALL partman.run_maintenance_proc()") is not None
+            noop, noop_kib, proc = [], [], []
+            for _ in range(ctx.runs):
+                if run_pg:
+                    got = pgpart_pass("no-op")
+                    run_pg = got is not None
+                    if got:
+                        noop.append(got[0])
+                        noop_kib.append(got[1])
+                        pt["pgpart_noop_output"] = got[2]
+                if run_pm:
+                    secs = partman_sql("run_maintenance_proc()", sql="CALL partman.run_maintenance_proc()")
+                    run_pm = secs is not None
+                    if secs is not None:
+                        proc.append(secs)
+            if noop and "pgpart" not in pt["errors"]:
+                pt.update(pgpart_noop=noop, pgpart_noop_rss_kib=noop_kib, partitions_after_pgpart=made("pgpart"))
+                log(f"s5: {n}: no-op pgpart {med(noop):.3f}s ({max(k or 0 for k in noop_kib)} KiB)")
+            if proc and "pg_partman" not in pt["errors"]:
+                pt.update(partman_proc=proc, partitions_after_partman=made("pg_partman"))
+                log(f"s5: {n}: run_maintenance_proc {med(proc):.3f}s")
+        except Exception as e:  # setting up failed: nothing measured at this size
+            pt["errors"]["setup"] = str(e)[-2000:]
+            log(f"s5: {n} tables: setup FAILED: {e}")
+        finally:
+            for db in dbs.values():
+                try:
+                    drop_db(ctx, db)
+                except Exception as e:
+                    log(f"s5: could not drop {db}: {e}")
+        pt["load_after"] = os.getloadavg()
+        pt["elapsed"] = round(time.monotonic() - t_size, 1)
+    r["ended"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    r["load_after"] = os.getloadavg()
+    bad = [f"{p['tables']} tables: {t} {e.splitlines()[0][:300]}" for p in r["points"] for t, e in p["errors"].items()]
+    if bad:
+        raise RuntimeError("; ".join(bad))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", required=True)
@@ -669,27 +855,37 @@ def main():
     ap.add_argument("--tables", type=int, default=1000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--smoke", action="store_true")
-    ap.add_argument("--scenarios", default="s1,s2,s3,s4")
+    ap.add_argument("--scenarios", default="s1,s2,s3,s4,s5")
+    ap.add_argument("--scale-sizes", help="s5's numbers of tables, comma-separated "
+                    "(default 100,1000,10000; 5,10,20 with --smoke)")
+    ap.add_argument("--scale-timeout", type=float, default=1800,
+                    help="s5: seconds one command may take before it counts as failed (default 1800)")
     ap.add_argument("--pglog")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
+    if args.scale_sizes is None:
+        args.scale_sizes = "5,10,20" if args.smoke else "100,1000,10000"
     ctx = Ctx(args)
-    res = {"tables": args.tables, "runs": args.runs, "smoke": args.smoke, "errors": {}}
-    if os.path.exists(args.out):
+    res = {"tables": args.tables, "runs": args.runs, "smoke": args.smoke, "errors": {},
+           "scenarios": args.scenarios, "scale_sizes": ctx.scale_sizes}
+    if os.path.exists(args.out):  # an earlier run's scenarios ("s1" ...), not its settings
         with open(args.out) as f:
-            res.update({k: v for k, v in json.load(f).items() if k.startswith("s")})
+            res.update({k: v for k, v in json.load(f).items() if re.fullmatch(r"s\d+", k)})
     failed = False
-    for s in args.scenarios.split(","):
-        t0 = time.monotonic()
-        try:
-            globals()[s](ctx, res)
-        except Exception as e:  # keep going: later scenarios still produce numbers
-            failed = True
-            res["errors"][s] = str(e)[-2000:]
-            log(f"{s} FAILED: {e}")
-        res.setdefault("elapsed", {})[s] = round(time.monotonic() - t0, 1)
-        with open(args.out, "w") as f:
-            json.dump(res, f, indent=1, default=str)
+    try:
+        for s in args.scenarios.split(","):
+            t0 = time.monotonic()
+            try:
+                globals()[s](ctx, res)
+            except Exception as e:  # keep going: later scenarios still produce numbers
+                failed = True
+                res["errors"][s] = str(e)[-2000:]
+                log(f"{s} FAILED: {e}")
+            res.setdefault("elapsed", {})[s] = round(time.monotonic() - t0, 1)
+            with open(args.out, "w") as f:
+                json.dump(res, f, indent=1, default=str)
+    finally:
+        shutil.rmtree(ctx.work, ignore_errors=True)
     sys.exit(1 if failed else 0)
 
 

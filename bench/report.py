@@ -8,6 +8,7 @@ absent); the hand-written analysis around them is kept.
 import argparse
 import datetime as dt
 import json
+import math
 import re
 import os
 import statistics
@@ -29,7 +30,8 @@ def verdict(ok):
     return "**met**" if ok else "**missed**"
 
 
-def machine(pgver, rev):
+def host():
+    """(cores, CPU model, memory) of this machine, e.g. (2, "Intel(R) Xeon(R) Processor", "23.5 GiB")."""
     mem = "?"
     try:
         with open("/proc/meminfo") as fh:
@@ -43,9 +45,14 @@ def machine(pgver, rev):
             cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), "?")
     except OSError:
         pass
+    return os.cpu_count(), cpu, mem
+
+
+def machine(pgver, rev):
+    cores, cpu, mem = host()
     load = os.getloadavg()[0]
     return (f"- date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}\n"
-            f"- machine: {os.cpu_count()} cores ({cpu}), {mem} memory, load average at the end {load:.1f} "
+            f"- machine: {cores} cores ({cpu}), {mem} memory, load average at the end {load:.1f} "
             f"(other test suites were running: numbers are noisy)\n"
             f"- PostgreSQL: {pgver.split(',')[0]}, fsync off, max_locks_per_transaction 64, pg_partman 4.7.2\n"
             f"- pgpart: git {rev}, release build\n")
@@ -173,6 +180,130 @@ def s4(r, out):
     out.append("")
 
 
+S5_SERIES = (  # (key in a point, label, how a list of runs becomes one number)
+    ("pgpart_catchup", "pgpart apply: catch-up", None),
+    ("partman_catchup", "pg_partman create_parent: catch-up", None),
+    ("pgpart_noop", "pgpart apply: no-op (median)", med),
+    ("partman_proc", "run_maintenance_proc(): no-op (median)", med),
+)
+
+
+def _one(pt, key, agg):
+    v = pt.get(key)
+    return agg(v) if agg and v is not None else v
+
+
+def _mib(kib):
+    return kib / 1024 if kib else None
+
+
+def s5_when(r, rev):
+    """One line: when, which commit, which machine, and the load around the measurement."""
+    cores, cpu, mem = host()
+    lb, la = r.get("load_before") or [None], r.get("load_after") or [None]
+    when = (r.get("started") or "?").replace("T", " ")[:16]
+    end = (r.get("ended") or "?").replace("T", " ")[11:16]
+    return (f"{when}–{end} UTC, git {rev}, {r.get('cores') or cores} cores ({cpu}), {mem} memory, "
+            f"load average (1 min) {f(lb[0], 2)} before, {f(la[0], 2)} after")
+
+
+def s5_series(r):
+    """The scale curve as plot.py series: (name, xs, ys, unit); one panel per unit. A value
+    that failed is None (left out of the plot)."""
+    pts = r["points"]
+    xs = [p["tables"] for p in pts]
+    out = [(label, xs, [_one(p, k, agg) for p in pts], "s") for k, label, agg in S5_SERIES]
+    out.append(("pgpart peak RSS: catch-up", xs, [_mib(p.get("pgpart_catchup_rss_kib")) for p in pts], "MiB"))
+    out.append(("pgpart peak RSS: no-op (largest run)", xs,
+                [_mib(max((k or 0 for k in p.get("pgpart_noop_rss_kib") or []), default=0)) for p in pts], "MiB"))
+    return out
+
+
+def s5_xlabel(r):
+    p = next((p for p in r["points"] if p.get("partitions_pgpart") and p["tables"]), None)
+    per = f", {p['partitions_pgpart'] / p['tables']:.0f} partitions each" if p else ""
+    return f"tables (monthly{per})"
+
+
+def s5(r, out, rev="?", plot_link=None):
+    sizes = ", ".join(f"{n:,}" for n in r["sizes"])
+    out.append(f"### 5. Scale curve: {sizes} tables\n")
+    out.append(f"Measured {s5_when(r, rev)}.\n")
+    out.append(f"At each size, fresh databases with N empty monthly tables (4 months back to {r['premake']} ahead, "
+               f"as in 1 and 2). **Catch-up** is the first pass: `pgpart apply --connections {r['connections']}` "
+               "against `partman.create_parent(…, p_premake := 4, p_start_partition := …)` for every table "
+               "(one psql, one transaction per table; pg_partman also makes a DEFAULT partition and a template "
+               "table per parent, which are not counted as partitions). **No-op** is the same pass again with "
+               "nothing to do: `pgpart apply` against `CALL partman.run_maintenance_proc()`, "
+               + (f"median of {r['runs']} interleaved runs" if r["runs"] > 1 else "one run each")
+               + " after one untimed. Wall time of the whole command (process start included). "
+               f"Peak RSS is pgpart's resident-memory high-water mark ({r['rss_method']}); for the no-op, the "
+               f"largest of its runs. × is pg_partman's time over pgpart's. A command gets {f(r.get('timeout'), 0)} s "
+               "(`--scale-timeout`); what failed is listed under the table.\n")
+    out.append("| tables | partitions (pgpart / pg_partman) | pgpart catch-up s | pg_partman catch-up s | × | "
+               "pgpart no-op s | run_maintenance_proc s | × | pgpart peak RSS MiB (catch-up / no-op) | load before → after |")
+    out.append("|---:|---|---:|---:|---:|---:|---:|---:|---|---|")
+    notes = []
+
+    def cell(p, key, tool, agg=None, nd=2):
+        """The value, else what became of it: failed / timed out there, or not run (—)."""
+        v = _one(p, key, agg)
+        if v is not None:
+            return f(v, nd)
+        e = p.get("errors", {}).get(tool) or ""
+        here = e.startswith(("catch-up", "create_parent")) == key.endswith("_catchup")  # bench.py's `what`
+        return ("**timed out**" if "timed out" in e else "**failed**") if e and here else "—"
+
+    def ratio(x, y):  # 8.0, 1.2, 0.71, 0.014
+        return "—" if not (x and y) else f(y / x, 1) if y / x >= 1 else f"{y / x:.2g}"
+
+    for p in r["points"]:
+        load = f"{f((p.get('load_before') or [None])[0], 2)} → {f((p.get('load_after') or [None])[0], 2)}"
+        for tool, e in p.get("errors", {}).items():
+            notes.append(f"- {p['tables']:,} tables, {tool}: " + " ".join(e.split())[:400].replace("|", "/"))
+        pg, pm = p.get("partitions_pgpart"), p.get("partitions_partman")
+        parts = f"{f'{pg:,}' if pg is not None else '—'} / {f'{pm:,}' if pm is not None else '—'}"
+        after = (p.get("partitions_after_pgpart", pg), p.get("partitions_after_partman", pm))
+        if after != (pg, pm):
+            parts += f" (**after the no-op passes: {after[0]} / {after[1]}**)"
+        kib = p.get("pgpart_noop_rss_kib")
+        rss_noop = _mib(max((k or 0 for k in kib), default=0)) if kib else None
+        out.append(f"| {p['tables']:,} | {parts} | {cell(p, 'pgpart_catchup', 'pgpart')} | "
+                   f"{cell(p, 'partman_catchup', 'pg_partman')} | "
+                   f"{ratio(p.get('pgpart_catchup'), p.get('partman_catchup'))} | "
+                   f"{cell(p, 'pgpart_noop', 'pgpart', med, 3)} | {cell(p, 'partman_proc', 'pg_partman', med, 3)} | "
+                   f"{ratio(_one(p, 'pgpart_noop', med), _one(p, 'partman_proc', med))} | "
+                   f"{f(_mib(p.get('pgpart_catchup_rss_kib')), 1)} / {f(rss_noop, 1)} | {load} |")
+    if notes:
+        out.append("\n" + "\n".join(notes))
+    out.append("\nPer partition (ms; a flat column is a straight line in the plot):\n")
+    out.append("| tables | pgpart catch-up | pg_partman catch-up | pgpart no-op | run_maintenance_proc |")
+    out.append("|---:|---:|---:|---:|---:|")
+    for p in r["points"]:
+        pa, pm = p.get("partitions_pgpart"), p.get("partitions_partman")
+        per = (lambda secs, n: f(secs * 1000 / n, 3) if n and secs is not None else "—")
+        out.append(f"| {p['tables']:,} | {per(p.get('pgpart_catchup'), pa)} | {per(p.get('partman_catchup'), pm)} | "
+                   f"{per(_one(p, 'pgpart_noop', med), pa)} | {per(_one(p, 'partman_proc', med), pm)} |")
+    pts = r["points"]
+    if len(pts) >= 2:  # how cost grows: d log t / d log N between neighbouring sizes (1 = linear)
+        lines = []
+        for k, label, agg in S5_SERIES:
+            ex = []
+            for p, q in zip(pts, pts[1:]):
+                y0, y1 = _one(p, k, agg), _one(q, k, agg)
+                ex.append(f(math.log(y1 / y0) / math.log(q["tables"] / p["tables"]), 2)
+                          if y0 and y1 and q["tables"] != p["tables"] else "—")
+            lines.append(f"{label} {', '.join(ex)}")
+        steps = ", ".join(f"{p['tables']:,}→{q['tables']:,}" for p, q in zip(pts, pts[1:]))
+        out.append(f"\nGrowth exponent between neighbouring sizes ({steps}; 1 = linear in the number of tables): "
+                   + "; ".join(lines) + ".\n")
+    if plot_link and plot_link.startswith("plot: "):  # printed, not written: just say where it is
+        out.append(f"Plot: `{plot_link[6:]}`\n")
+    elif plot_link:
+        out.append(f"![Scale curve: wall time and pgpart's peak RSS against the number of tables]({plot_link})\n")
+    out.append("")
+
+
 def old_sections(block):
     """The "### N. ..." sections of an earlier results block, by scenario ("s1" ...), with the
     date line of that block."""
@@ -191,13 +322,26 @@ def old_sections(block):
             for k, v in parts.items()}
 
 
-def render(res, pgver, rev, earlier=None):
+def command(res):
+    """The scripts/bench command line that made res (older JSON has no scenarios/scale_sizes)."""
+    sc = res.get("scenarios", "s1,s2,s3,s4").split(",")
+    cmd = ["scripts/bench"] + (["--smoke"] if res.get("smoke") else [])
+    cmd += [f"--scenarios {','.join(sc)}"]
+    if set(sc) & {"s1", "s2"}:
+        cmd.append(f"--tables {res['tables']}")
+    if "s5" in sc and res.get("scale_sizes"):
+        cmd.append(f"--scale-sizes {','.join(str(n) for n in res['scale_sizes'])}")
+    cmd.append(f"--runs {res['runs']}")
+    return " ".join(cmd)
+
+
+def render(res, pgver, rev, earlier=None, plot_link=None):
     out = [f"## Results {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d')}"
            f"{' (SMOKE SCALE: not a measurement)' if res.get('smoke') else ''}\n",
            machine(pgver, rev),
-           f"Command: `scripts/bench --tables {res['tables']} --runs {res['runs']}"
-           f"{' --smoke' if res.get('smoke') else ''}`; scenario wall times (s): {res.get('elapsed', {})}\n"]
-    for k, fn in (("s1", s1), ("s2", s2), ("s3", s3), ("s4", s4)):
+           f"Command: `{command(res)}`; scenario wall times (s): {res.get('elapsed', {})}\n"]
+    for k, fn in (("s1", s1), ("s2", s2), ("s3", s3), ("s4", s4),
+                  ("s5", lambda r, o: s5(r, o, rev, plot_link))):
         if k not in res and earlier and k in earlier:
             out.append(earlier[k])
         if k in res:
@@ -216,12 +360,23 @@ def main():
     ap.add_argument("--pg-version", default="?")
     ap.add_argument("--rev", default="?")
     ap.add_argument("--write")
+    ap.add_argument("--plot", help="draw s5's scale curve into this PNG (needs matplotlib: tools/bench/.venv); "
+                    "with --write, the section links it relative to the written file")
     a = ap.parse_args()
     with open(a.json) as fh:
         res = json.load(fh)
     old = open(a.write).read() if a.write and os.path.exists(a.write) else "# Benchmarks\n"
     earlier = old_sections(old[old.index(BEGIN):old.index(END)]) if BEGIN in old and END in old else {}
-    text = render(res, a.pg_version, a.rev, earlier)
+    link = None
+    if a.plot and "s5" in res and any(y is not None for *_, ys, _ in s5_series(res["s5"]) for y in ys):
+        import plot  # bench/plot.py; imported here so that the rest runs without matplotlib
+        r = res["s5"]
+        plot.draw(s5_series(r), a.plot, title="pgpart vs pg_partman 4.7: cost against the number of tables",
+                  xlabel=s5_xlabel(r), guide={"s"},
+                  note=f"{s5_when(r, a.rev)}; {command(res)}"
+                       f"{'  (SMOKE SCALE: not a measurement)' if res.get('smoke') else ''}")
+        link = os.path.relpath(a.plot, os.path.dirname(os.path.abspath(a.write))) if a.write else "plot: " + a.plot
+    text = render(res, a.pg_version, a.rev, earlier, link)
     if not a.write:
         print(text)
         return

@@ -1,21 +1,28 @@
 //! `scripts/bench --smoke --no-write` runs every benchmark scenario at tiny scale against
-//! its own PostgreSQL 15 + pg_partman 4.7 and exits 0. No timing is asserted: this only
-//! keeps the benchmark runnable. Needs root (the server runs as pgpart-test), like
-//! scripts/test. Takes about a minute.
+//! its own PostgreSQL 15 + pg_partman 4.7 and exits 0, and draws the scale curve's plot
+//! (s5) as a PNG. No timing is asserted: this only keeps the benchmark runnable. Needs root
+//! (the server runs as pgpart-test), like scripts/test, and the first run makes
+//! tools/bench/.venv (matplotlib, from PyPI). Takes about a minute or two.
 
 use std::process::Command;
 
 #[test]
 fn bench_smoke_runs_every_scenario() {
     let root = env!("CARGO_MANIFEST_DIR");
+    let tmp = std::env::temp_dir().join(format!("pgpart-bench-smoke-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("temp dir");
+    let png = tmp.join("bench-scale.png");
     let out = Command::new(format!("{root}/scripts/bench"))
-        .args(["--smoke", "--no-write"])
+        .args(["--smoke", "--no-write", "--plot"])
+        .arg(&png)
         .env("PGPART_BENCH_BIN", env!("CARGO_BIN_EXE_pgpart"))
         .current_dir(root)
         .output()
         .expect("run scripts/bench");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    let plot = std::fs::read(&png);
+    let _ = std::fs::remove_dir_all(&tmp);
     assert!(
         out.status.success(),
         "scripts/bench --smoke failed ({}):\n{stdout}\n{stderr}",
@@ -26,6 +33,7 @@ fn bench_smoke_runs_every_scenario() {
         "### 2. Catch-up",
         "### 3. Inserts during maintenance",
         "### 4. Default repair",
+        "### 5. Scale curve",
     ] {
         assert!(
             stdout.contains(section),
@@ -35,5 +43,12 @@ fn bench_smoke_runs_every_scenario() {
     assert!(
         !stdout.contains("failed:**"),
         "a scenario failed:\n{stdout}\n{stderr}"
+    );
+    let plot = plot.unwrap_or_else(|e| panic!("no plot at {}: {e}\n{stderr}", png.display()));
+    assert!(
+        plot.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "{} is not a PNG ({} bytes)",
+        png.display(),
+        plot.len()
     );
 }
