@@ -34,6 +34,26 @@ locked AS MATERIALIZED (
    WHERE l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock' AND l.pid <> pg_backend_pid()
      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 ),
+-- Foreign keys referencing the tables, and the standalone tables a killed repair of an
+-- earlier version left (action::BOUND_CHECK and OWNER_MARK): each read once, not once
+-- per table (pg_constraint has no index on confrelid).
+referencing AS MATERIALIZED (
+  SELECT k.confrelid, array_agg(DISTINCT rn.nspname || '.' || r.relname) AS tables
+    FROM pg_constraint k
+    JOIN pg_class r ON r.oid = k.conrelid
+    JOIN pg_namespace rn ON rn.oid = r.relnamespace
+   WHERE k.contype = 'f' AND k.confrelid IN (SELECT oid FROM parents)
+   GROUP BY k.confrelid
+),
+orphan_candidates AS MATERIALIZED (
+  SELECT r.relnamespace, r.relname,
+         (SELECT array_agg(a.attname::text || ':' || a.atttypid ORDER BY a.attnum) FROM pg_attribute a
+           WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns
+    FROM pg_constraint k
+    JOIN pg_class r ON r.oid = k.conrelid
+   WHERE k.conname = 'pgpart_bound' AND r.relkind = 'r' AND NOT r.relispartition
+     AND obj_description(r.oid, 'pg_class') = 'pgpart: managed partition'
+),
 keyed AS (
   SELECT p.*,
          NOT $4 AND EXISTS (SELECT 1 FROM locked l WHERE l.relation = p.oid
@@ -65,22 +85,13 @@ SELECT p.nspname, p.relname, p.partstrat::text,
        -- action::DEFAULT_GUARDS, left by earlier versions of pgpart
        EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = p.partdefid
                 AND k.conname IN ('pgpart_default_guard', 'pgpart_default_guard_next')) AS default_guard,
-       (SELECT array_agg(DISTINCT rn.nspname || '.' || r.relname)
-          FROM pg_constraint k
-          JOIN pg_class r ON r.oid = k.conrelid
-          JOIN pg_namespace rn ON rn.oid = r.relnamespace
-         WHERE k.contype = 'f' AND k.confrelid = p.oid) AS referenced_by,
-       -- standalone children of a killed repair in earlier versions: action::BOUND_CHECK and
-       -- OWNER_MARK, with the parent's columns
-       (SELECT array_agg(r.relname::text ORDER BY r.relname)
-          FROM pg_class r
-          JOIN pg_constraint k ON k.conrelid = r.oid AND k.conname = 'pgpart_bound'
-         WHERE r.relnamespace = p.relnamespace AND r.relkind = 'r' AND NOT r.relispartition
-           AND obj_description(r.oid, 'pg_class') = 'pgpart: managed partition'
-           AND (SELECT array_agg(a.attname::text || ':' || a.atttypid ORDER BY a.attnum) FROM pg_attribute a
-                 WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped)
-             = (SELECT array_agg(a.attname::text || ':' || a.atttypid ORDER BY a.attnum) FROM pg_attribute a
-                 WHERE a.attrelid = p.oid AND a.attnum > 0 AND NOT a.attisdropped)) AS orphans,
+       (SELECT tables FROM referencing f WHERE f.confrelid = p.oid) AS referenced_by,
+       -- orphans: in the parent's schema, with the parent's columns
+       (SELECT array_agg(o.relname::text ORDER BY o.relname)
+          FROM orphan_candidates o
+         WHERE o.relnamespace = p.relnamespace
+           AND o.columns = (SELECT array_agg(a.attname::text || ':' || a.atttypid ORDER BY a.attnum) FROM pg_attribute a
+                             WHERE a.attrelid = p.oid AND a.attnum > 0 AND NOT a.attisdropped)) AS orphans,
        p.default_key_indexed,
        greatest(p.default_estimate, 0)::int8 AS default_estimate,
        CASE WHEN p.default_name IS NOT NULL AND NOT p.rows_unread THEN query_to_xml(format(
