@@ -492,14 +492,19 @@ async fn claim(
             .await
             .map_err(|e| Error::KubeApi(format!("policy cache: {e}")))?;
     }
+    // These run over every cached policy: the cheap comparison first, and no clones.
     let holds = |p: &PartitionPolicy| {
-        p.uid().as_deref() != Some(me.as_str()) && p.spec.table == policy.spec.table
+        p.spec.table == policy.spec.table && p.metadata.uid.as_deref() != Some(me.as_str())
     };
     let mut claims = ctx.claims.lock().expect("claims lock");
+    if claims.get(&claim) == Some(&me) {
+        // Granted by this process, which grants a table to no other while it is held.
+        return Ok(claim);
+    }
     let live = |uid: &str| {
         ctx.policies
             .iter()
-            .find_map(|s| s.find(|p| p.uid().as_deref() == Some(uid) && holds(p)))
+            .find_map(|s| s.find(|p| holds(p) && p.metadata.uid.as_deref() == Some(uid)))
     };
     let holder = claims
         .get(&claim)
