@@ -17,17 +17,35 @@ use crate::policy::ValidPolicy;
 /// count is the planner's estimate: a big default is not scanned on every pass.
 pub const EXACT_DEFAULT_ROWS: i64 = 10_000;
 
-/// One row per partitioned table named (or every one): what the table is, and cheap facts
-/// about its DEFAULT partition — a count that stops at [`EXACT_DEFAULT_ROWS`] + 1, and the
-/// oldest and newest keys only where an index on the key makes them cheap.
-const PARENTS_SQL: &str = r#"
-WITH parents AS (
+/// The partitioned tables named by `$1` (schemas) and `$2` (names), or every one when `$1`
+/// is NULL. Named tables are found through pg_class's name index, so observing a few
+/// tables does not scan the catalog.
+macro_rules! parents_cte {
+    () => {
+        r#"parents AS (
   SELECT c.oid, c.relnamespace, n.nspname, c.relname, pt.partstrat, pt.partdefid, pt.partattrs, pt.partnatts
     FROM pg_partitioned_table pt
     JOIN pg_class c ON c.oid = pt.partrelid
     JOIN pg_namespace n ON n.oid = c.relnamespace
-   WHERE ($1::text[] IS NULL OR (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[])))
-),
+   WHERE $1::text[] IS NULL
+  UNION ALL
+  SELECT c.oid, c.relnamespace, n.nspname, c.relname, pt.partstrat, pt.partdefid, pt.partattrs, pt.partnatts
+    FROM (SELECT DISTINCT * FROM unnest($1::text[], $2::text[])) w(schema_name, table_name)
+    JOIN pg_namespace n ON n.nspname = w.schema_name
+    JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.table_name
+    JOIN pg_partitioned_table pt ON pt.partrelid = c.oid
+   WHERE $1::text[] IS NOT NULL
+)"#
+    };
+}
+
+/// One row per partitioned table named (or every one): what the table is, and cheap facts
+/// about its DEFAULT partition — a count that stops at [`EXACT_DEFAULT_ROWS`] + 1, and the
+/// oldest and newest keys only where an index on the key makes them cheap.
+const PARENTS_SQL: &str = concat!(
+    "WITH ",
+    parents_cte!(),
+    r#",
 -- Relations someone holds or awaits ACCESS EXCLUSIVE on: reading their rows would wait.
 locked AS MATERIALIZED (
   SELECT DISTINCT l.relation FROM pg_locks l
@@ -106,25 +124,26 @@ SELECT p.nspname, p.relname, p.partstrat::text,
        p.rows_unread
   FROM keyed p
  ORDER BY p.nspname, p.relname
-"#;
+"#
+);
 
 /// One row per partition of the tables named (the same filter as [`PARENTS_SQL`]).
-const PARTITIONS_SQL: &str = r#"
-SELECT pn.nspname AS parent_schema, pc.relname AS parent_name,
+const PARTITIONS_SQL: &str = concat!(
+    "WITH ",
+    parents_cte!(),
+    r#"
+SELECT p.nspname AS parent_schema, p.relname AS parent_name,
        i.inhrelid, cn.nspname, c.relname, pg_get_expr(c.relpartbound, 0) AS bound, d.description,
        EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.conname = 'pgpart_managed') AS owned,  -- action::OWNER_CONSTRAINT
        i.inhdetachpending, greatest(c.reltuples, 0)::int8 AS rows,
        CASE WHEN $3 THEN pg_total_relation_size(c.oid) ELSE 0 END AS bytes
-  FROM pg_partitioned_table pt
-  JOIN pg_class pc ON pc.oid = pt.partrelid
-  JOIN pg_namespace pn ON pn.oid = pc.relnamespace
-  JOIN pg_inherits i ON i.inhparent = pt.partrelid
+  FROM parents p
+  JOIN pg_inherits i ON i.inhparent = p.oid
   JOIN pg_class c ON c.oid = i.inhrelid
   JOIN pg_namespace cn ON cn.oid = c.relnamespace
   LEFT JOIN pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
- WHERE ($1::text[] IS NULL OR (pn.nspname, pc.relname) IN (SELECT * FROM unnest($1::text[], $2::text[])))
- ORDER BY i.inhrelid
-"#;
+"#
+);
 
 /// Detached tables still marked as being retired, in the schemas of the tables named.
 const RETIRING_SQL: &str = r#"
@@ -260,7 +279,7 @@ async fn observe_tables(
     })
     .await?;
 
-    // Partitions and retiring tables by their parent's (schema, name), in oid order.
+    // Partitions and retiring tables by their parent's (schema, name).
     type Key = (String, String);
     let mut children: std::collections::HashMap<Key, Vec<tokio_postgres::Row>> =
         std::collections::HashMap::new();
@@ -320,9 +339,12 @@ fn convert(
         }
         _ => None,
     };
+    // In oid order, as the fingerprint is taken under the lock.
+    let mut parts: Vec<&tokio_postgres::Row> = parts.iter().collect();
+    parts.sort_by_key(|p| p.get::<_, u32>(2));
     let mut fingerprint = Fingerprint::default();
     let partitions = parts
-        .iter()
+        .into_iter()
         .map(|p| {
             let bound: Option<&str> = p.get(5);
             let comment: Option<&str> = p.get(6);
