@@ -77,6 +77,16 @@ async fn seq_tup_read_above(c: &Client, rel: &str, above: i64) -> i64 {
     }
 }
 
+/// The plan's RowsInDefault finding.
+fn rows_in_default(plan: &serde_json::Value) -> &serde_json::Value {
+    plan["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["reason"] == "RowsInDefault")
+        .unwrap_or_else(|| panic!("no RowsInDefault finding: {plan:#}"))
+}
+
 async fn a_quiet_pass_reads_a_bounded_sample_of_a_big_default(server: &Server) {
     let db = TestDb::create(server).await;
     let c = &db.client;
@@ -101,12 +111,7 @@ async fn a_quiet_pass_reads_a_bounded_sample_of_a_big_default(server: &Server) {
     let p = plan_for(&doc, "public.big");
     let rows = p["summary"]["defaultPartitionRows"].as_i64().unwrap();
     assert!(rows > EXACT, "{doc:#}");
-    let finding = p["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["reason"] == "RowsInDefault")
-        .unwrap_or_else(|| panic!("no RowsInDefault finding: {doc:#}"));
+    let finding = rows_in_default(p);
     assert!(
         finding["message"].as_str().unwrap().starts_with("about "),
         "{finding:#}"
@@ -120,12 +125,7 @@ async fn a_quiet_pass_reads_a_bounded_sample_of_a_big_default(server: &Server) {
     .await;
     let doc = cli::plan_json(&db.url, &policy("Report"), NOW).await;
     let p = plan_for(&doc, "public.big");
-    let finding = p["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["reason"] == "RowsInDefault")
-        .unwrap_or_else(|| panic!("no RowsInDefault finding: {doc:#}"));
+    let finding = rows_in_default(p);
     let message = finding["message"].as_str().unwrap();
     assert!(message.contains("from 1990-06-01"), "{finding:#}");
     // ANALYZE gave the estimate: the count is the table's, not the probe's limit.

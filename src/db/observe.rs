@@ -403,6 +403,19 @@ fn convert(
     })
 }
 
+/// The DEFAULT partition's name, and the table's one key column with its kind (none for
+/// a table without a default or with an expression or composite key).
+fn default_and_key(table: &ObservedTable) -> Option<(String, String, KeyKind)> {
+    let (Some(default), [Some(key)], [key_type]) = (
+        table.default_partition().map(|p| p.name.clone()),
+        table.key_columns.as_slice(),
+        table.key_types.as_slice(),
+    ) else {
+        return None;
+    };
+    Some((default, key.clone(), KeyKind::from_sql_type(key_type)?))
+}
+
 /// Find which grid slots the DEFAULT partition's rows fall in: one `min(key)` query per
 /// occupied slot, each starting after the previous slot, so a stray row in 1970 costs one
 /// query, not a partition per slot in between. Runs only when the default holds rows.
@@ -412,14 +425,7 @@ pub async fn scan_default(
     policy: &ValidPolicy,
     max_slots: usize,
 ) -> Result<()> {
-    let (Some(default), [Some(key)], [key_type]) = (
-        table.default_partition().map(|p| p.name.clone()),
-        table.key_columns.as_slice(),
-        table.key_types.as_slice(),
-    ) else {
-        return Ok(());
-    };
-    let Some(kind) = KeyKind::from_sql_type(key_type) else {
+    let Some((default, ref key, kind)) = default_and_key(table) else {
         return Ok(());
     };
     if table.default_rows.rows == 0
@@ -494,14 +500,7 @@ async fn read_default_exactly(
     table: &mut ObservedTable,
     policy: &ValidPolicy,
 ) -> Result<()> {
-    let (Some(default), [Some(key)], [key_type]) = (
-        table.default_partition().map(|p| p.name.clone()),
-        table.key_columns.as_slice(),
-        table.key_types.as_slice(),
-    ) else {
-        return Ok(());
-    };
-    let Some(kind) = KeyKind::from_sql_type(key_type) else {
+    let Some((default, ref key, kind)) = default_and_key(table) else {
         return Ok(());
     };
     let row = client
