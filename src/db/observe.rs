@@ -1,6 +1,7 @@
-//! Observation: ONE catalog query per database per pass, whatever the number of tables.
-//! Row counts of DEFAULT partitions and max(key) of integer range tables are read in the
-//! same statement through `query_to_xml`, which runs a server-side-quoted query per table.
+//! Observation: four statements sent together in one snapshot per database and pass,
+//! whatever the number of tables. Bounded row counts of DEFAULT partitions and max(key) of
+//! integer range tables are read in the parents statement through `query_to_xml`, which
+//! runs a server-side-quoted query per table.
 
 use tokio_postgres::Client;
 
@@ -418,13 +419,14 @@ fn default_and_key(table: &ObservedTable) -> Option<(String, String, KeyKind)> {
 
 /// Find which grid slots the DEFAULT partition's rows fall in: one `min(key)` query per
 /// occupied slot, each starting after the previous slot, so a stray row in 1970 costs one
-/// query, not a partition per slot in between. Runs only when the default holds rows.
-pub async fn scan_default(
+/// query, not a partition per slot in between. Runs only when the default holds rows, and
+/// stops past the most slots a repair takes.
+async fn scan_default(
     client: &Client,
     table: &mut ObservedTable,
     policy: &ValidPolicy,
-    max_slots: usize,
 ) -> Result<()> {
+    let max_slots = crate::plan::diff::MAX_REPAIR_SLOTS + 1;
     let Some((default, ref key, kind)) = default_and_key(table) else {
         return Ok(());
     };
@@ -524,13 +526,7 @@ async fn read_default_exactly(
         max_key: key(2),
         ..table.default_rows
     };
-    scan_default(
-        client,
-        table,
-        policy,
-        crate::plan::diff::MAX_REPAIR_SLOTS + 1,
-    )
-    .await
+    scan_default(client, table, policy).await
 }
 
 /// Plan one policy over its observed table, completing the observation first: a table
@@ -558,18 +554,13 @@ pub async fn plan_table(
     // Small, or indexed on the key: its slots cost little to find.
     let cheap = !t.default_rows.estimated || t.default_rows.key_indexed;
     if t.default_rows.rows > 0 && cheap {
-        bounded(
-            client,
-            scan_default(client, t, policy, crate::plan::diff::MAX_REPAIR_SLOTS + 1),
-        )
-        .await?;
+        bounded(client, scan_default(client, t, policy)).await?;
     }
-    let plan = crate::plan::plan(policy, table.as_ref(), now)?;
-    let t = table.as_mut().expect("checked above");
+    let plan = crate::plan::plan(policy, Some(&*t), now)?;
     let repairable = policy.on_rows == crate::policy::OnRows::Repair && t.referenced_by.is_empty();
     if t.default_rows.rows > 0 && !cheap && (repairable || !plan.actions.is_empty()) {
         bounded(client, read_default_exactly(client, t, policy)).await?;
-        return crate::plan::plan(policy, table.as_ref(), now);
+        return crate::plan::plan(policy, Some(&*t), now);
     }
     Ok(plan)
 }
