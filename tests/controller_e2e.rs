@@ -145,25 +145,15 @@ fn kubectl(args: &[&str]) -> std::process::Output {
         .unwrap_or_else(|e| panic!("run {kubectl} (is it on PATH?): {e}"))
 }
 
-/// The value of an unlabelled /metrics sample (0 when absent).
-fn sample_total(metrics: &str, metric: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(metric)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
-}
-
-/// The value of the first /metrics sample of `metric` whose labels include all of `labels`.
+/// The value of the first /metrics sample of `metric` whose labels include all of `labels`
+/// (a sample without labels has none to include).
 fn sample(metrics: &str, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
     metrics.lines().find_map(|line| {
-        let rest = line.strip_prefix(metric)?.strip_prefix('{')?;
-        let (set, value) = rest.rsplit_once("} ")?;
+        let rest = line.strip_prefix(metric)?;
+        let (set, value) = match rest.strip_prefix('{') {
+            Some(labelled) => labelled.rsplit_once("} ")?,
+            None => ("", rest.strip_prefix(' ')?),
+        };
         labels
             .iter()
             .all(|(k, v)| set.contains(&format!("{k}=\"{v}\"")))
@@ -1115,7 +1105,7 @@ async fn the_policy_holding_a_table_keeps_it_across_a_controller_restart() {
     // still the one refused.
     eventually("two passes by the restarted controller", WAIT, || async {
         let metrics = restarted.metrics().await;
-        match sample_total(&metrics, "pgpart_reconcile_duration_seconds_count") {
+        match sample(&metrics, "pgpart_reconcile_duration_seconds_count", &[]).unwrap_or(0.0) {
             n if n >= 2.0 => Ok(()),
             n => Err(format!("{n} passes finished")),
         }
