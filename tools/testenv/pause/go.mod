@@ -1,0 +1,3 @@
+module github.com/pgpart/pgpart/tools/testenv/pause
+
+go 1.26.0
