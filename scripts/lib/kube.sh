@@ -20,6 +20,9 @@
 # Tunables: PGPART_TESTENV_KUBE (kube-apiserver version: one of KUBE_VERSIONS in
 # tools/testenv/versions.env, as v1.34.4, 1.34 or v1.34; default KUBE_VERSION, the newest),
 # KUBE_UP_TIMEOUT (s, default 120), KUBE_DOWN_TIMEOUT (s, default 15),
+# KUBE_UP_NODE_IP (for a node, scripts/lib/node.sh: the apiserver serves and advertises on that
+# address instead of 127.0.0.1, its certificate also names the `kubernetes` Service's IP, the
+# ServiceAccount admission mounts tokens and the Service's endpoints are kept),
 # PGPART_CACHE (binary cache root, default ~/.cache/pgpart).
 # (No ETCD_* names: etcd would read them as flags.)
 # Safe under `set -euo pipefail`; functions return non-zero instead of exiting.
@@ -95,9 +98,9 @@ _kube_fail() { # DIR MESSAGE: print log tails, stop what started, return 1
   return 1
 }
 
-_kube_certs() { # DIR: CA, serving cert for 127.0.0.1/localhost, SA signing key
+_kube_certs() { # DIR [SANS]: CA, serving cert for 127.0.0.1/localhost (and SANS), SA signing key
   # Ten years: a demo environment left up (or restored from a cache) must not expire.
-  local d=$1
+  local d=$1 sans=${2:+,$2}
   (
     set -e
     cd "$d"
@@ -106,7 +109,7 @@ _kube_certs() { # DIR: CA, serving cert for 127.0.0.1/localhost, SA signing key
       -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
     openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
       -subj /CN=kube-apiserver -keyout apiserver.key -out apiserver.csr
-    printf '%s\n' 'subjectAltName=IP:127.0.0.1,DNS:localhost' 'basicConstraints=critical,CA:FALSE' \
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost$sans" 'basicConstraints=critical,CA:FALSE' \
       'keyUsage=critical,digitalSignature' 'extendedKeyUsage=serverAuth' >apiserver.ext
     openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
       -extfile apiserver.ext -out apiserver.crt
@@ -131,7 +134,14 @@ kube_up() {
     kube_build >/dev/null || return 1
   fi
 
-  _kube_certs "$dir" || { _kube_log "openssl failed:"; cat "$dir/openssl.log" >&2; return 1; }
+  # With a node: serve on its address, which pods reach through the `kubernetes` Service
+  # (10.0.0.1, the first address of --service-cluster-ip-range).
+  local ip=127.0.0.1 sans= node_flags=(--disable-admission-plugins=ServiceAccount --endpoint-reconciler-type=none)
+  if [ -n "${KUBE_UP_NODE_IP:-}" ]; then
+    ip=$KUBE_UP_NODE_IP sans="IP:$KUBE_UP_NODE_IP,IP:10.0.0.1,DNS:kubernetes.default.svc"
+    node_flags=(--endpoint-reconciler-type=lease --kubelet-preferred-address-types=InternalIP)
+  fi
+  _kube_certs "$dir" "$sans" || { _kube_log "openssl failed:"; cat "$dir/openssl.log" >&2; return 1; }
   token=$(python3 -c 'import secrets; print(secrets.token_hex(24))') || return 1
   echo "$token" >"$dir/admin.token"
   echo "$token,pgpart-admin,pgpart-admin,\"system:masters\"" >"$dir/tokens.csv"
@@ -151,19 +161,19 @@ kube_up() {
     sh -c "curl -fsS http://127.0.0.1:$pc/health | grep -q '\"health\":\"true\"'" ||
     { _kube_fail "$dir" "etcd did not become healthy on 127.0.0.1:$pc"; return 1; }
 
-  "$KUBE_TESTENV_APISERVER_BIN" --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$pa" \
+  "$KUBE_TESTENV_APISERVER_BIN" --bind-address="$ip" --advertise-address="$ip" --secure-port="$pa" \
     --etcd-servers="http://127.0.0.1:$pc" --cert-dir="$dir/apiserver-certs" \
     --tls-cert-file="$dir/apiserver.crt" --tls-private-key-file="$dir/apiserver.key" \
     --client-ca-file="$dir/ca.crt" --token-auth-file="$dir/tokens.csv" \
     --authorization-mode=Node,RBAC \
-    --service-account-issuer="https://127.0.0.1:$pa" \
+    --service-account-issuer="https://$ip:$pa" \
     --service-account-key-file="$dir/sa.key" --service-account-signing-key-file="$dir/sa.key" \
-    --disable-admission-plugins=ServiceAccount --endpoint-reconciler-type=none \
+    "${node_flags[@]}" \
     --service-cluster-ip-range=10.0.0.0/24 --profiling=false \
     </dev/null >"$dir/kube-apiserver.log" 2>&1 &
   echo $! >"$dir/kube-apiserver.pid"
 
-  local server="https://127.0.0.1:$pa"
+  local server="https://$ip:$pa"
   cat >"$dir/kubeconfig" <<EOF
 apiVersion: v1
 kind: Config

@@ -111,6 +111,8 @@ _pg_free_port() {
 
 # pg_up DIR NAME MAJOR: initdb DIR/NAME/data (if new) and start it; prints the URL, exports PG_URL.
 # Layout: DIR/NAME/{data,sock,postgres.log,url}.
+# PG_UP_NODE_IP=ADDR (a node's bridge address, scripts/lib/node.sh): listen there too, and let
+# the node's /24 (its pods) in with a password (scram-sha-256; trust stays loopback-only).
 pg_up() {
   local dir=${1:?pg_up DIR NAME MAJOR} name=${2:?pg_up DIR NAME MAJOR} major=${3:?pg_up DIR NAME MAJOR}
   local bin base data sock log port deadline
@@ -134,12 +136,18 @@ pg_up() {
       { _pg_err "initdb failed:"; tail -n 30 "$base/initdb.log" >&2; return 1; }
   fi
   _pg_as mkdir -p "$sock"
+  local listen=127.0.0.1
+  if [ -n "${PG_UP_NODE_IP:-}" ]; then
+    listen+=",$PG_UP_NODE_IP"
+    local hba="host all all ${PG_UP_NODE_IP%.*}.0/24 scram-sha-256"
+    grep -qxF "$hba" "$data/pg_hba.conf" || echo "$hba" | _pg_as tee -a "$data/pg_hba.conf" >/dev/null
+  fi
 
   for _ in 1 2 3; do # the free port may be taken between choosing and binding it
     port=$(_pg_free_port) || { _pg_err "could not pick a free port"; return 1; }
     rm -f "$log"
     # -w: pg_ctl returns as soon as the postmaster is ready or has died (no fixed sleeps).
-    if _pg_as "$bin/pg_ctl" start -w -t 60 -D "$data" -l "$log" -o "-c listen_addresses=127.0.0.1 -c port=$port \
+    if _pg_as "$bin/pg_ctl" start -w -t 60 -D "$data" -l "$log" -o "-c listen_addresses=$listen -c port=$port \
 -c unix_socket_directories='$sock' -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
 -c max_connections=200 -c shared_preload_libraries=''" >/dev/null; then
       deadline=$((SECONDS + 30))
