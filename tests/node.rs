@@ -1,0 +1,570 @@
+//! pgpart as users run it: the image built from `Containerfile`, installed by `helm install`
+//! on a real node (scripts/lib/node.sh: containerd, kubelet, controller manager, scheduler,
+//! kube-proxy), policies applied with kubectl, the database reached from the pods.
+//!
+//! One test walks a release through its life, because each step needs the one before:
+//! install (both pods Ready through the real probes, one Lease holder, the chart's security
+//! context in force on the running process, the examples Ready through the pod's in-cluster
+//! config), failover (the leader's pod deleted), upgrade (a newly built image and a changed
+//! CRD) and uninstall (the CRD and policies kept, the database untouched). PostgreSQL logs
+//! every DDL statement of the test's database, so "no action done twice, no error from two
+//! leaders" is read from the database itself.
+//!
+//! Needs the node environment (`PGPART_TESTENV_NODE=1 scripts/testenv up`; scripts/test runs
+//! it as its node step). Cargo builds it only when asked (`test = false` in Cargo.toml:
+//! `cargo test --test node`), so the other cells, which have no node, never run it.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::helm::{chart_dir, helm_ok};
+
+const NS: &str = "pgpart-node-test";
+const APP_NS: &str = "pgpart-node-demo";
+const LEASE_SECONDS: u64 = 15;
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run in the node environment (PGPART_TESTENV_NODE=1 scripts/testenv up)")
+    })
+}
+
+#[track_caller]
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.stdin(Stdio::null()).output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{cmd:?} exited {}:\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+#[track_caller]
+fn kubectl(args: &[&str]) -> String {
+    run(Command::new(env("PGPART_TEST_KUBECTL")).args(args))
+}
+
+#[track_caller]
+fn kubectl_json(args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.extend(["-o", "json"]);
+    serde_json::from_str(&kubectl(&a)).expect("kubectl prints JSON")
+}
+
+/// Poll `f` every 200 ms until it returns Some, for at most `limit`.
+#[track_caller]
+fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The superuser URL of the environment's PostgreSQL 17, for `database`.
+fn admin_url(database: &str) -> String {
+    let url = env("PGPART_TEST_PG17_URL");
+    format!(
+        "{}/{database}",
+        url.rsplit_once('/').expect("URL has a path").0
+    )
+}
+
+#[track_caller]
+fn psql(database: &str, sql: &str) -> String {
+    run(Command::new("psql")
+        .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d"])
+        .arg(admin_url(database))
+        .args(["-c", sql]))
+}
+
+/// The server's log file (scripts/testenv: PGROOT/pg17/postgres.log).
+fn pg_log() -> PathBuf {
+    let dir = PathBuf::from(env("PGPART_TESTENV_DIR"));
+    let root = std::fs::read_to_string(dir.join("pgroot"))
+        .map(|s| PathBuf::from(s.trim()))
+        .unwrap_or(dir);
+    root.join("pg17/postgres.log")
+}
+
+/// DDL statements of the test's role since `from` (a byte offset of the log), and the errors.
+fn ddl_since(from: u64) -> (Vec<String>, Vec<String>) {
+    let text = std::fs::read(pg_log()).expect("read the PostgreSQL log");
+    let text = String::from_utf8_lossy(&text[from as usize..]).into_owned();
+    let mut statements = Vec::new();
+    let mut errors = Vec::new();
+    for line in text.lines() {
+        // Simple protocol logs "statement: ", the extended one "execute <name>: ".
+        let statement = line
+            .split_once("LOG:  statement: ")
+            .map(|(_, s)| s)
+            .or_else(|| {
+                line.split_once("LOG:  execute ")
+                    .and_then(|(_, s)| s.split_once(": "))
+                    .map(|(_, s)| s)
+            });
+        if let Some(s) = statement {
+            statements.push(s.to_owned());
+        } else if line.contains("ERROR:") {
+            errors.push(line.to_owned());
+        }
+    }
+    (statements, errors)
+}
+
+fn log_len() -> u64 {
+    std::fs::metadata(pg_log()).expect("PostgreSQL log").len()
+}
+
+/// Each `CREATE TABLE` at most once: a second one would be an action done twice.
+#[track_caller]
+fn assert_each_ddl_once(statements: &[String]) {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in statements.iter().filter(|s| s.contains("CREATE TABLE")) {
+        *seen.entry(s.as_str()).or_default() += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "statements run more than once: {twice:#?}"
+    );
+}
+
+/// The release's pods (name, ready, image) that are not being deleted.
+fn pods() -> Vec<(String, bool, String)> {
+    let list = kubectl_json(&[
+        "-n",
+        NS,
+        "get",
+        "pods",
+        "-l",
+        "app.kubernetes.io/name=pgpart",
+    ]);
+    list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| {
+            let ready = p["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            (
+                p["metadata"]["name"].as_str().expect("name").to_owned(),
+                ready,
+                p["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .expect("image")
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn lease_holder() -> Option<String> {
+    let lease = kubectl_json(&["-n", NS, "get", "lease", "pgpart"]);
+    lease["spec"]["holderIdentity"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// Wait until `n` pods of `image` are Ready and no other pod is left; returns their names.
+#[track_caller]
+fn wait_pods_ready(n: usize, image: &str) -> Vec<String> {
+    wait_for(
+        &format!("{n} Ready pods of {image}"),
+        Duration::from_secs(120),
+        || {
+            let p = pods();
+            (p.len() == n && p.iter().all(|(_, ready, img)| *ready && img == image))
+                .then(|| p.into_iter().map(|(name, ..)| name).collect())
+        },
+    )
+}
+
+/// Every policy of the test's namespace has condition Ready=True.
+#[track_caller]
+fn wait_policies_ready(count: usize) {
+    wait_for(
+        &format!("{count} Ready policies"),
+        Duration::from_secs(90),
+        || {
+            let list = kubectl_json(&["-n", APP_NS, "get", "partitionpolicies"]);
+            let items = list["items"].as_array().expect("items");
+            let ready = items
+                .iter()
+                .filter(|p| {
+                    p["status"]["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+                .count();
+            (items.len() == count && ready == count).then_some(())
+        },
+    );
+}
+
+/// The host's view of the controller process of `pod`: found through containerd's container
+/// for it, the process's real credentials, capabilities, seccomp mode and root mount.
+fn assert_process_confined(pod: &str) {
+    let pods = kubectl_json(&["-n", NS, "get", "pod", pod]);
+    let id = pods["status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .expect("container id")
+        .trim_start_matches("containerd://")
+        .to_owned();
+    let tasks = run(Command::new("ctr").args([
+        "--address",
+        &env("PGPART_TEST_CONTAINERD_SOCK"),
+        "-n",
+        "k8s.io",
+        "tasks",
+        "ls",
+    ]));
+    let pid = tasks
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_else(|| panic!("no task for container {id} of {pod}:\n{tasks}"));
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        field("Uid:"),
+        "65532 65532 65532 65532",
+        "{pod} runs as 65532"
+    );
+    assert_eq!(
+        field("Gid:"),
+        "65532 65532 65532 65532",
+        "{pod} runs as group 65532"
+    );
+    assert_eq!(
+        field("CapEff:"),
+        "0000000000000000",
+        "{pod} has no capabilities"
+    );
+    assert_eq!(
+        field("CapBnd:"),
+        "0000000000000000",
+        "{pod} cannot regain capabilities"
+    );
+    assert_eq!(
+        field("NoNewPrivs:"),
+        "1",
+        "{pod}: allowPrivilegeEscalation false"
+    );
+    assert_eq!(
+        field("Seccomp:"),
+        "2",
+        "{pod} runs under a seccomp filter (RuntimeDefault)"
+    );
+    let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
+    let root = mounts
+        .lines()
+        .find(|l| l.split_whitespace().nth(4) == Some("/"))
+        .expect("a root mount");
+    let options = root.split_whitespace().nth(5).expect("mount options");
+    assert!(
+        options.split(',').any(|o| o == "ro"),
+        "{pod}'s root is read-only: {root}"
+    );
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+    assert!(
+        cmdline.starts_with(b"/pgpart\0controller\0"),
+        "the image's entrypoint runs"
+    );
+}
+
+fn build_image(tag: &str) -> String {
+    let name = format!("pgpart.local/pgpart:{tag}");
+    run(
+        Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/testenv")).args([
+            "image",
+            &env("PGPART_TESTENV_DIR"),
+            &name,
+        ]),
+    );
+    name
+}
+
+fn helm_values(tag: &str, now: &str) -> Vec<String> {
+    [
+        "--set=image.repository=pgpart.local/pgpart".to_owned(),
+        format!("--set=image.tag={tag}"),
+        format!("--set=leaderElection.leaseDurationSeconds={LEASE_SECONDS}"),
+        format!("--set-json=extraArgs=[\"--now={now}\"]"),
+    ]
+    .into()
+}
+
+#[test]
+fn helm_install_failover_upgrade_and_uninstall_on_a_real_node() {
+    let node_ip = env("PGPART_TEST_NODE_IP");
+    let port = env("PGPART_TEST_PG17_URL")
+        .rsplit_once(':')
+        .and_then(|(_, rest)| rest.split('/').next().map(str::to_owned))
+        .expect("port in PGPART_TEST_PG17_URL");
+
+    // The database, its owner with a password (the pods come in over the bridge, which
+    // pg_hba lets in with scram only), the examples' tables, every DDL statement logged.
+    psql("postgres", "DROP DATABASE IF EXISTS node_demo WITH (FORCE)");
+    psql("postgres", "DROP ROLE IF EXISTS node_app");
+    psql(
+        "postgres",
+        "CREATE ROLE node_app LOGIN PASSWORD 'node-app-pw'",
+    );
+    psql("postgres", "CREATE DATABASE node_demo OWNER node_app");
+    psql(
+        "postgres",
+        "ALTER DATABASE node_demo SET log_statement = 'ddl'",
+    );
+    let schema =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/schema.sql"))
+            .expect("examples/schema.sql");
+    psql("node_demo", &format!("SET ROLE node_app;\n{schema}"));
+    let examples: Vec<PathBuf> =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/examples"))
+            .expect("examples")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+            .collect();
+
+    for ns in [NS, APP_NS] {
+        let _ = Command::new(env("PGPART_TEST_KUBECTL"))
+            .args(["create", "namespace", ns])
+            .output();
+    }
+    let uri =
+        format!("uri=postgresql://node_app:node-app-pw@{node_ip}:{port}/node_demo?sslmode=disable");
+    let _ = Command::new(env("PGPART_TEST_KUBECTL"))
+        .args([
+            "-n",
+            APP_NS,
+            "delete",
+            "secret",
+            "demo-db",
+            "--ignore-not-found",
+        ])
+        .output();
+    kubectl(&[
+        "-n",
+        APP_NS,
+        "create",
+        "secret",
+        "generic",
+        "demo-db",
+        "--from-literal",
+        &uri,
+    ]);
+
+    // --- helm install ------------------------------------------------------------------
+    let image1 = build_image("node-test-1");
+    let now = support::clock::now_arg();
+    let log_start = log_len();
+    let chart = chart_dir();
+    let mut install = vec![
+        "install",
+        "pgpart",
+        chart.to_str().expect("path"),
+        "-n",
+        NS,
+        "--wait",
+        "--timeout=180s",
+    ];
+    let values = helm_values("node-test-1", &now);
+    install.extend(values.iter().map(String::as_str));
+    helm_ok(&install);
+    let first = wait_pods_ready(2, &image1);
+    let leader = wait_for(
+        "a Lease holder",
+        Duration::from_secs(LEASE_SECONDS + 10),
+        lease_holder,
+    );
+    assert!(
+        first.contains(&leader),
+        "the Lease holder {leader} is one of the pods {first:?}"
+    );
+    for pod in &first {
+        assert_process_confined(pod);
+    }
+    for f in &examples {
+        kubectl(&["-n", APP_NS, "apply", "-f", f.to_str().expect("path")]);
+    }
+    wait_policies_ready(examples.len());
+    let partitions = |db: &str| {
+        psql(db, "SELECT count(*) FROM pg_inherits")
+            .trim()
+            .parse::<u64>()
+            .expect("count")
+    };
+    let made = partitions("node_demo");
+    assert!(
+        made > examples.len() as u64,
+        "the pods created partitions: {made}"
+    );
+
+    // --- failover: the leader's pod is deleted --------------------------------------------
+    let standby = first
+        .iter()
+        .find(|p| **p != leader)
+        .expect("a standby")
+        .clone();
+    let deleted_at = Instant::now();
+    kubectl(&["-n", NS, "delete", "pod", &leader, "--wait=false"]);
+    let next = wait_for(
+        "a new Lease holder",
+        Duration::from_secs(LEASE_SECONDS + 10),
+        || lease_holder().filter(|h| *h != leader),
+    );
+    let takeover = deleted_at.elapsed();
+    assert!(
+        next == standby || !first.contains(&next),
+        "the new holder {next} is a live pod"
+    );
+    // A table created after the failover is served by the new leader.
+    psql(
+        "node_demo",
+        "SET ROLE node_app; CREATE TABLE public.after_failover (id bigint NOT NULL, at timestamptz NOT NULL) PARTITION BY RANGE (at)",
+    );
+    let policy = "apiVersion: pgpart.io/v1alpha1\nkind: PartitionPolicy\nmetadata: {name: after-failover}\nspec:\n  database: {secretRef: {name: demo-db}}\n  table: public.after_failover\n  range: {interval: 1 day, premake: 3}\n";
+    let mut apply = Command::new(env("PGPART_TEST_KUBECTL"));
+    apply
+        .args(["-n", APP_NS, "apply", "-f", "-"])
+        .stdin(Stdio::piped());
+    let mut child = apply.spawn().expect("kubectl apply");
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), policy.as_bytes())
+        .expect("write");
+    assert!(
+        child.wait().expect("kubectl").success(),
+        "kubectl apply of after-failover"
+    );
+    wait_policies_ready(examples.len() + 1);
+    wait_pods_ready(2, &image1);
+
+    // --- helm upgrade: a newly built image and a changed CRD -------------------------------
+    let image2 = build_image("node-test-2");
+    let upgraded_chart = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("node-chart");
+    let _ = std::fs::remove_dir_all(&upgraded_chart);
+    run(Command::new("cp")
+        .arg("-r")
+        .arg(&chart)
+        .arg(&upgraded_chart));
+    // The schema's text changes, as a new release's CRD would.
+    let crd_file = upgraded_chart.join("files/crd.yaml");
+    let crd = std::fs::read_to_string(&crd_file).expect("files/crd.yaml");
+    let changed = crd.replacen(
+        "description: Desired shape of one partitioned table.",
+        "description: Desired shape of one partitioned table (upgraded).",
+        1,
+    );
+    assert_ne!(changed, crd, "files/crd.yaml has the description to change");
+    std::fs::write(&crd_file, changed).expect("write files/crd.yaml");
+    let revision_before = kubectl_json(&["-n", NS, "get", "deployment", "pgpart"]);
+    let mut upgrade = vec![
+        "upgrade",
+        "pgpart",
+        upgraded_chart.to_str().expect("path"),
+        "-n",
+        NS,
+        "--wait",
+        "--timeout=180s",
+    ];
+    let values = helm_values("node-test-2", &now);
+    upgrade.extend(values.iter().map(String::as_str));
+    helm_ok(&upgrade);
+    let second = wait_pods_ready(2, &image2);
+    assert!(
+        second.iter().all(|p| !first.contains(p)),
+        "every pod was replaced: {second:?}"
+    );
+    let deployment = kubectl_json(&["-n", NS, "get", "deployment", "pgpart"]);
+    assert_eq!(
+        deployment["spec"]["strategy"]["type"], "RollingUpdate",
+        "the upgrade rolls"
+    );
+    assert_ne!(
+        deployment["metadata"]["generation"], revision_before["metadata"]["generation"],
+        "the Deployment changed"
+    );
+    let crd = kubectl_json(&["get", "crd", "partitionpolicies.pgpart.io"]);
+    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    assert_eq!(
+        spec["description"], "Desired shape of one partitioned table (upgraded).",
+        "the CRD was upgraded"
+    );
+    let holder = wait_for(
+        "a Lease holder of the new pods",
+        Duration::from_secs(LEASE_SECONDS * 2 + 10),
+        || lease_holder().filter(|h| second.contains(h)),
+    );
+    wait_policies_ready(examples.len() + 1);
+
+    // No action done twice, no error from two leaders: in the database's own log.
+    let (statements, errors) = ddl_since(log_start);
+    assert!(!statements.is_empty(), "the DDL of the pods is logged");
+    assert_each_ddl_once(&statements);
+    let conflicts: Vec<_> = errors
+        .iter()
+        .filter(|e| {
+            e.contains("already exists") || e.contains("duplicate key") || e.contains("deadlock")
+        })
+        .collect();
+    assert!(
+        conflicts.is_empty(),
+        "errors two leaders would cause: {conflicts:#?}"
+    );
+
+    // --- helm uninstall: the CRD and policies stay (crds.keep), the database is untouched --
+    let before = (partitions("node_demo"), log_len());
+    helm_ok(&["uninstall", "pgpart", "-n", NS, "--wait", "--timeout=120s"]);
+    wait_for("the pods gone", Duration::from_secs(90), || {
+        pods().is_empty().then_some(())
+    });
+    kubectl(&["get", "crd", "partitionpolicies.pgpart.io"]);
+    let kept = kubectl_json(&["-n", APP_NS, "get", "partitionpolicies"]);
+    assert_eq!(
+        kept["items"].as_array().expect("items").len(),
+        examples.len() + 1,
+        "policies kept"
+    );
+    assert_eq!(
+        partitions("node_demo"),
+        before.0,
+        "no partition added or removed by uninstall"
+    );
+    let (after, _) = ddl_since(before.1);
+    assert!(after.is_empty(), "no DDL after uninstall: {after:?}");
+
+    eprintln!(
+        "node: {} partitions, takeover {:.1}s after the leader's pod was deleted ({leader} -> {next}), \
+         upgraded leader {holder}",
+        before.0,
+        takeover.as_secs_f64()
+    );
+    kubectl(&["delete", "namespace", APP_NS, "--wait=false"]);
+}
