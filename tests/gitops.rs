@@ -644,6 +644,10 @@ fn kstatus_reads_partitionpolicy_status_like_flux() {
         "stale-generation -> InProgress",
         "suspended-pending -> flux healthCheckExprs Current",
         "new policy without status -> flux healthCheckExprs",
+        // tools/kstatus/argohealth: health.lua in gopher-lua, Argo CD's interpreter.
+        "argo gopher-lua: testdata/healthy.yaml -> Healthy",
+        "argo gopher-lua: testdata/degraded-conflict.yaml -> Degraded",
+        "argo gopher-lua: testdata/suspended-dry-run.yaml -> Suspended",
     ] {
         assert!(
             stdout.contains(state),
