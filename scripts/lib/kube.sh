@@ -212,34 +212,41 @@ EOF
   _kube_log "control plane $version up at $server (kubeconfig $dir/kubeconfig)"
 }
 
-# kube_down DIR: stop what kube_up started in DIR: TERM, then KILL after
-# KUBE_DOWN_TIMEOUT seconds (default 15). Only pids whose command line names DIR
-# are touched, so a stale pid file can never hit an unrelated process.
+# _kube_stop DIR NAME: stop the process of DIR/NAME.pid: TERM, then KILL after
+# KUBE_DOWN_TIMEOUT seconds (default 15). Only a pid whose command line names DIR is
+# touched, so a stale pid file can never hit an unrelated process. Fails if it survives KILL
+# (the pid file then stays). scripts/lib/node.sh stops the node's components with it too.
+_kube_stop() {
+  local dir=$1 name=$2 pid deadline
+  [ -f "$dir/$name.pid" ] || return 0
+  pid=$(cat "$dir/$name.pid")
+  if _kube_alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$dir/"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + ${KUBE_DOWN_TIMEOUT:-15}))
+    while _kube_alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+    if _kube_alive "$pid"; then
+      _kube_log "$name (pid $pid) ignored TERM; sending KILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      deadline=$((SECONDS + 10))
+      while _kube_alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+      _kube_alive "$pid" && { _kube_log "$name (pid $pid) survived KILL"; return 1; }
+    fi
+    wait "$pid" 2>/dev/null || true # reap it if it is our child
+    # Otherwise init reaps it; give that a moment so a pgrep right after is clean.
+    deadline=$((SECONDS + 5))
+    while [ -e "/proc/$pid" ] && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+  fi
+  rm -f "$dir/$name.pid"
+}
+
+# kube_down DIR: stop what kube_up started in DIR (see _kube_stop); no process is left behind.
 kube_down() {
   [ $# -eq 1 ] || { _kube_log "usage: kube_down DIR"; return 2; }
   [ -d "$1" ] || return 0
   local dir; dir=$(cd "$1" && pwd)
-  local name pid deadline rc=0
+  local name rc=0
   for name in kube-apiserver etcd; do # apiserver first: it talks to etcd while stopping
-    [ -f "$dir/$name.pid" ] || continue
-    pid=$(cat "$dir/$name.pid")
-    if _kube_alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$dir/"; then
-      kill -TERM "$pid" 2>/dev/null || true
-      deadline=$((SECONDS + ${KUBE_DOWN_TIMEOUT:-15}))
-      while _kube_alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
-      if _kube_alive "$pid"; then
-        _kube_log "$name (pid $pid) ignored TERM; sending KILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        deadline=$((SECONDS + 10))
-        while _kube_alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
-        _kube_alive "$pid" && { _kube_log "$name (pid $pid) survived KILL"; rc=1; }
-      fi
-      wait "$pid" 2>/dev/null || true # reap it if it is our child
-      # Otherwise init reaps it; give that a moment so a pgrep right after is clean.
-      deadline=$((SECONDS + 5))
-      while [ -e "/proc/$pid" ] && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
-    fi
-    [ "$rc" -ne 0 ] || rm -f "$dir/$name.pid"
+    _kube_stop "$dir" "$name" || rc=1
   done
   return "$rc"
 }

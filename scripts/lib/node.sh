@@ -24,6 +24,7 @@
 #   iptables/ip6tables chains KUBE-* of the kubelet and kube-proxy          removed
 #   mounts under DIR (the kubelet's root dir, container rootfs), netns cni-*  unmounted
 #   cgroups kubepods (every v1 hierarchy)                                  removed
+# Needs scripts/lib/kube.sh sourced first (its _kube_alive and _kube_stop).
 # Safe under `set -euo pipefail`; functions return non-zero instead of exiting.
 
 _NODE_LIB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -46,12 +47,6 @@ node_build() {
     name=${line%%=*}
     printf -v "NODE_BIN_${name//-/_}" '%s' "${line#*=}"
   done <<<"$out"
-}
-
-_node_alive() { # PID
-  local state
-  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
-  [ -n "$state" ] && [ "$state" != Z ]
 }
 
 _node_wait() { # DEADLINE WHAT CMD...: poll CMD until it succeeds or DEADLINE (SECONDS) passes
@@ -160,7 +155,9 @@ EOF
 
   ports=$("$_NODE_LIB_ROOT/scripts/lib/free-ports" 6) || return 1
   read -r kp kh cp sp ph pm <<<"$ports"
-  local kubeconfig=$kdir/kubeconfig
+  # Every component's command line names DIR (through this copy), so node_down finds them all.
+  local kubeconfig=$dir/kubeconfig
+  install -m 600 "$kdir/kubeconfig" "$kubeconfig" || return 1
   _node_start "$dir" kube-controller-manager "$NODE_BIN_kube_controller_manager" \
     --kubeconfig="$kubeconfig" --authentication-kubeconfig="$kubeconfig" \
     --authorization-kubeconfig="$kubeconfig" --use-service-account-credentials=true \
@@ -268,7 +265,7 @@ _node_processes() { # DIR
   for proc in /proc/[0-9]*; do
     pid=${proc#/proc/}
     [ "$pid" != $$ ] || continue
-    _node_alive "$pid" || continue
+    _kube_alive "$pid" || continue
     args=$(tr '\0' ' ' <"$proc/cmdline" 2>/dev/null) || continue
     if [[ $args == *"$dir/"* ]]; then echo "$pid"; continue; fi
     cg=$(cat "$proc/cgroup" 2>/dev/null) || continue
@@ -276,19 +273,6 @@ _node_processes() { # DIR
   done
 }
 
-_node_stop() { # DIR NAME: TERM a component, KILL after 15 s
-  local pid deadline
-  [ -f "$1/$2.pid" ] || return 0
-  pid=$(cat "$1/$2.pid")
-  if _node_alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$1/"; then
-    kill -TERM "$pid" 2>/dev/null || true
-    deadline=$((SECONDS + 15))
-    while _node_alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
-    _node_alive "$pid" && kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null || true
-  fi
-  rm -f "$1/$2.pid"
-}
 
 _node_drop_kube_chains() { # iptables|ip6tables: remove every KUBE-* chain and rule to one
   local cmd=$1 t
@@ -312,7 +296,7 @@ node_down() {
         ctr --address "$dir/containerd/containerd.sock" -n k8s.io tasks kill -s KILL "$line" >/dev/null 2>&1 || true
       done
     fi
-    _node_stop "$dir" "$c"
+    _kube_stop "$dir" "$c" || rc=1
   done
   # Shims and container processes that outlived containerd.
   for pid in $(_node_processes "$dir"); do kill -KILL "$pid" 2>/dev/null || true; done
