@@ -312,14 +312,26 @@ fn build_image(tag: &str) -> String {
     name
 }
 
-fn helm_values(tag: &str, now: &str) -> Vec<String> {
-    [
-        "--set=image.repository=pgpart.local/pgpart".to_owned(),
-        format!("--set=image.tag={tag}"),
-        format!("--set=leaderElection.leaseDurationSeconds={LEASE_SECONDS}"),
-        format!("--set-json=extraArgs=[\"--now={now}\"]"),
-    ]
-    .into()
+/// `helm install` or `helm upgrade` of release pgpart from `chart` with image `tag`, the
+/// test's Lease duration and clock; waits for the rollout.
+fn helm_release(verb: &str, chart: &std::path::Path, tag: &str, now: &str) {
+    let chart = chart.to_str().expect("path");
+    let tag = format!("--set=image.tag={tag}");
+    let lease = format!("--set=leaderElection.leaseDurationSeconds={LEASE_SECONDS}");
+    let clock = format!("--set-json=extraArgs=[\"--now={now}\"]");
+    helm_ok(&[
+        verb,
+        "pgpart",
+        chart,
+        "-n",
+        NS,
+        "--wait",
+        "--timeout=180s",
+        "--set=image.repository=pgpart.local/pgpart",
+        &tag,
+        &lease,
+        &clock,
+    ]);
 }
 
 #[test]
@@ -387,18 +399,7 @@ fn helm_install_failover_upgrade_and_uninstall_on_a_real_node() {
     let now = support::clock::now_arg();
     let log_start = log_len();
     let chart = chart_dir();
-    let mut install = vec![
-        "install",
-        "pgpart",
-        chart.to_str().expect("path"),
-        "-n",
-        NS,
-        "--wait",
-        "--timeout=180s",
-    ];
-    let values = helm_values("node-test-1", &now);
-    install.extend(values.iter().map(String::as_str));
-    helm_ok(&install);
+    helm_release("install", &chart, "node-test-1", &now);
     let first = wait_pods_ready(2, &image1);
     let leader = wait_for(
         "a Lease holder",
@@ -485,18 +486,7 @@ fn helm_install_failover_upgrade_and_uninstall_on_a_real_node() {
     assert_ne!(changed, crd, "files/crd.yaml has the description to change");
     std::fs::write(&crd_file, changed).expect("write files/crd.yaml");
     let revision_before = kubectl_json(&["-n", NS, "get", "deployment", "pgpart"]);
-    let mut upgrade = vec![
-        "upgrade",
-        "pgpart",
-        upgraded_chart.to_str().expect("path"),
-        "-n",
-        NS,
-        "--wait",
-        "--timeout=180s",
-    ];
-    let values = helm_values("node-test-2", &now);
-    upgrade.extend(values.iter().map(String::as_str));
-    helm_ok(&upgrade);
+    helm_release("upgrade", &upgraded_chart, "node-test-2", &now);
     let second = wait_pods_ready(2, &image2);
     assert!(
         second.iter().all(|p| !first.contains(p)),
