@@ -270,6 +270,135 @@ async fn secret_deleted_stalls_naming_it_recreated_recovers_and_password_rotatio
     server.stop();
 }
 
+// 6b. Watched Secrets (`--secret-watch=labeled`): a Secret created for a stalled policy, and
+// a rotated password, each start a pass at once; the stalled policy would otherwise wait
+// for its recheck (2 minutes) and the healthy one for its schedule (1 hour). An unlabeled
+// Secret is not watched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_secret_created_or_rotated_starts_a_pass_at_once() {
+    let server = OwnPg::start(17, &[]);
+    server.password_auth();
+    let admin = pg::connect(&server.url).await;
+    app_role_and_table(&admin, "first-pass-1").await;
+    let url = |pw: &str| format!("postgresql://app:{pw}@127.0.0.1:{}/postgres", server.port);
+    let labeled = |name: &str, pw: &str| {
+        let mut s = uri_secret(name, &url(pw));
+        s["metadata"]["labels"] = json!({ "pgpart.io/watch": "true" });
+        s
+    };
+
+    let (ns, policies, secrets) = setup("secretwatch").await;
+    let controller = Controller::start_with(ctl::Options {
+        extra_args: vec!["--secret-watch=labeled".into()],
+        ..ctl::Options::namespace(ns.name())
+    })
+    .await;
+    let hourly = |name: &str, secret: &str| {
+        policy(
+            name,
+            secret,
+            json!({ "table": "public.events", "range": { "interval": "1 month", "premake": 2 },
+                    "schedule": { "every": "1h" } }),
+        )
+    };
+    // Two policies whose Secrets do not exist yet: both stall naming them. (Both name
+    // public.events; only the one with a Secret ever gets as far as claiming it.)
+    apply(&policies, &hourly("watched", "watched-db"))
+        .await
+        .unwrap();
+    apply(&policies, &hourly("unwatched", "unwatched-db"))
+        .await
+        .unwrap();
+    for (name, secret) in [("watched", "watched-db"), ("unwatched", "unwatched-db")] {
+        wait_for(&policies, name, "Stalled naming its Secret", WAIT, |p| {
+            has_condition(p, "Stalled", "True", None)
+                && condition(p, "Ready").is_some_and(|c| c.message.contains(secret))
+        })
+        .await;
+    }
+
+    // The unlabeled Secret first, then the labeled one: once the watched policy is Ready,
+    // a watch of the unlabeled Secret would have started its pass too.
+    apply(&secrets, &uri_secret("unwatched-db", &url("first-pass-1")))
+        .await
+        .unwrap();
+    apply(&secrets, &labeled("watched-db", "first-pass-1"))
+        .await
+        .unwrap();
+    let created = Instant::now();
+    wait_for(
+        &policies,
+        "watched",
+        "Ready=True before the 2-minute recheck",
+        Duration::from_secs(60),
+        ctl::ready_now,
+    )
+    .await;
+    eprintln!(
+        "labeled Secret created -> Ready=True after {:?}",
+        created.elapsed()
+    );
+    let unwatched = policies.get("unwatched").await.unwrap();
+    assert!(
+        has_condition(&unwatched, "Stalled", "True", None),
+        "a change of an unlabeled Secret starts no pass: {}",
+        conditions_summary(&unwatched)
+    );
+    assert!(
+        controller
+            .logs()
+            .contains(&format!("Secret {}/watched-db changed", ns.name())),
+        "the log says why the pass ran"
+    );
+
+    // Rotated: the old password stops working and its sessions are cut; the Secret gets
+    // the new one. Nothing else is due for an hour, so only the watch can start the pass
+    // that opens a session again (the status it writes repeats the last one, so only the
+    // database sees it).
+    admin
+        .batch_execute(
+            "ALTER ROLE app PASSWORD 'second-pass-2';
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'app';",
+        )
+        .await
+        .unwrap();
+    let admin = &admin;
+    eventually("no session of app", WAIT, || async move {
+        match connections_of(admin, "app").await {
+            0 => Ok(()),
+            n => Err(format!("{n} sessions")),
+        }
+    })
+    .await;
+    apply(&secrets, &labeled("watched-db", "second-pass-2"))
+        .await
+        .unwrap();
+    let rotated = Instant::now();
+    eventually(
+        "a pass connected with the new password",
+        Duration::from_secs(60),
+        || async move {
+            match connections_of(admin, "app").await {
+                0 => Err("no session of app".to_owned()),
+                _ => Ok(()),
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "password rotated -> a pass connected after {:?}",
+        rotated.elapsed()
+    );
+    let p = policies.get("watched").await.unwrap();
+    assert!(ctl::ready_now(&p), "{}", conditions_summary(&p));
+
+    let mut controller = controller;
+    controller.assert_running();
+    drop(controller);
+    ns.cleanup().await;
+    server.stop();
+}
+
 // 7. The clock a year ahead, retention keep 3 months, maxPerPass 2, every 5 s: retirements
 // come at most two per 5 s (the first version retired everything within seconds).
 async fn clock_jump_of_a_year_retires_at_most_two_per_pass(pg_server: &pg::Server) {

@@ -106,8 +106,14 @@ fn rule(groups: &[&str], resources: &[&str], names: &[&str], verbs: &[&str]) -> 
     (v(groups), v(resources), v(names), v(verbs))
 }
 
-/// Exactly what the controller does in a watched namespace.
-fn watch_rules() -> Vec<Rule> {
+/// Exactly what the controller does in a watched namespace, with Secrets `get` only or
+/// (`watched`) also listed and watched for `--secret-watch`.
+fn watch_rules(watched: bool) -> Vec<Rule> {
+    let secrets: &[&str] = if watched {
+        &["get", "list", "watch"]
+    } else {
+        &["get"]
+    };
     let mut r = vec![
         rule(
             &["pgpart.io"],
@@ -121,7 +127,7 @@ fn watch_rules() -> Vec<Rule> {
             &[],
             &["patch"],
         ),
-        rule(&[""], &["secrets"], &[], &["get"]),
+        rule(&[""], &["secrets"], &[], secrets),
         rule(&["events.k8s.io"], &["events"], &[], &["create", "patch"]),
     ];
     r.sort();
@@ -190,7 +196,11 @@ fn template_without_watch_namespaces_grants_a_cluster_role() {
     // the only Role is the leader-election one in the release namespace.
     let cr = one(&docs, "ClusterRole");
     assert_eq!(helm::name(cr), name);
-    assert_eq!(rules(cr), watch_rules());
+    assert_eq!(
+        rules(cr),
+        watch_rules(false),
+        "Secrets: get only by default"
+    );
     let crb = one(&docs, "ClusterRoleBinding");
     assert_eq!(crb["roleRef"]["name"].as_str(), Some(name));
     assert_eq!(crb["roleRef"]["kind"].as_str(), Some("ClusterRole"));
@@ -336,7 +346,12 @@ fn template_with_watch_namespaces_grants_roles_in_those_namespaces_only() {
     for r in &roles {
         match helm::namespace(r) {
             "pgpart-system" => assert_eq!(rules(r), lease_rules("ops-pgpart")),
-            _ => assert_eq!(rules(r), watch_rules(), "Role in {}", helm::namespace(r)),
+            _ => assert_eq!(
+                rules(r),
+                watch_rules(true),
+                "Role in {}",
+                helm::namespace(r)
+            ),
         }
     }
     for b in helm::of_kind(&docs, "RoleBinding") {
@@ -359,6 +374,7 @@ fn template_with_watch_namespaces_grants_roles_in_those_namespaces_only() {
 
     let args = controller_args(&docs);
     assert_eq!(flag_all(&args, "--namespace"), ["billing", "telemetry"]);
+    assert_eq!(flag(&args, "--secret-watch"), Some("all"));
     assert_eq!(flag(&args, "--log-level"), Some("debug"));
     assert_eq!(flag(&args, "--log-format"), Some("text"));
     assert_eq!(flag(&args, "--pool-size"), Some("4"));
@@ -368,6 +384,40 @@ fn template_with_watch_namespaces_grants_roles_in_those_namespaces_only() {
     let pod = &one(&docs, "Deployment")["spec"]["template"]["spec"];
     assert_eq!(pod["nodeSelector"]["disk"].as_str(), Some("ssd"));
     assert_eq!(pod["tolerations"][0]["key"].as_str(), Some("dedicated"));
+}
+
+#[test]
+fn template_secret_watch_sets_the_flag_and_the_secret_verbs() {
+    for (sets, watch, watched) in [
+        (&[][..], "none", false),
+        (&["secretWatch=labeled"][..], "labeled", true),
+        (&["secretWatch=all"][..], "all", true),
+        (
+            &["watchNamespaces={billing}", "secretWatch=none"][..],
+            "none",
+            false,
+        ),
+        (
+            &["watchNamespaces={billing}", "secretWatch=labeled"][..],
+            "labeled",
+            true,
+        ),
+    ] {
+        let docs = template("ops", "pgpart-system", sets);
+        assert_eq!(
+            flag(&controller_args(&docs), "--secret-watch"),
+            Some(watch),
+            "{sets:?}"
+        );
+        let role = match helm::of_kind(&docs, "ClusterRole").first() {
+            Some(cr) => *cr,
+            None => *helm::of_kind(&docs, "Role")
+                .iter()
+                .find(|r| helm::namespace(r) == "billing")
+                .expect("a Role in billing"),
+        };
+        assert_eq!(rules(role), watch_rules(watched), "{sets:?}");
+    }
 }
 
 #[test]
@@ -405,6 +455,7 @@ fn template_refuses_bad_values() {
     refused(&["poolSize=0"], "poolSize");
     refused(&["watchNamespaces={Not_A_Namespace}"], "watchNamespaces");
     refused(&["replica=3"], "replica");
+    refused(&["secretWatch=sometimes"], "secretWatch");
 }
 
 #[test]
@@ -736,6 +787,25 @@ async fn namespaced_install_is_enough_for_the_controller_and_no_more() {
             .all(|e| e.reporting_controller.as_deref() == Some("pgpart")),
         "{events:?}"
     );
+    // It watches the Secrets of its namespace: a changed Secret starts a pass at once.
+    let mut changed = uri_secret("db", &db.url);
+    changed["metadata"]["annotations"] = json!({ "rotated": "1" });
+    apply(&secrets_app, &changed)
+        .await
+        .expect("change the Secret");
+    let said = format!("Secret {app}/db changed");
+    ctl::eventually("the controller saw the Secret change", WAIT, || {
+        let logs = controller.logs();
+        let said = said.clone();
+        async move {
+            if logs.contains(&said) {
+                Ok(())
+            } else {
+                Err("not yet".to_owned())
+            }
+        }
+    })
+    .await;
     // Nothing it tried was refused.
     let logs = controller.logs().to_ascii_lowercase();
     assert!(
@@ -758,11 +828,15 @@ async fn namespaced_install_is_enough_for_the_controller_and_no_more() {
         Api::<Secret>::namespaced(sa.clone(), rel).get("db").await,
         "get a Secret in the release namespace (not watched)",
     );
+    Api::<Secret>::namespaced(sa.clone(), app)
+        .list(&ListParams::default())
+        .await
+        .expect("list Secrets in the watched namespace (secretWatch defaults to all there)");
     assert_forbidden(
-        Api::<Secret>::namespaced(sa.clone(), app)
+        Api::<Secret>::namespaced(sa.clone(), other)
             .list(&ListParams::default())
             .await,
-        "list Secrets in the watched namespace",
+        "list Secrets in another namespace",
     );
     assert_forbidden(
         Api::<PartitionPolicy>::namespaced(sa.clone(), app)
@@ -870,7 +944,8 @@ async fn namespaced_install_is_enough_for_the_controller_and_no_more() {
             None,
             false,
         ),
-        ("watch", "", "secrets", Some(app), None, false),
+        ("watch", "", "secrets", Some(app), None, true),
+        ("watch", "", "secrets", Some(rel), None, false),
         ("get", "", "configmaps", Some(app), None, false),
         ("create", "", "pods", Some(rel), None, false),
         ("delete", "events.k8s.io", "events", Some(app), None, false),

@@ -57,6 +57,38 @@ pub struct Args {
     /// advances with real time. For tests and what-ifs, like the CLI's --now.
     #[arg(long, env = "PGPART_NOW")]
     pub now: Option<chrono::DateTime<chrono::Utc>>,
+    /// Which Secrets to watch, metadata only, so that a policy acts at once when the Secret
+    /// it names is created, fixed or rotated. Both `labeled` and `all` need list and watch
+    /// on Secrets in the watched namespaces.
+    #[arg(long, value_enum, default_value = "none")]
+    pub secret_watch: SecretWatch,
+}
+
+/// Which Secrets pgpart watches (names and versions only, never their data).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretWatch {
+    /// None: pgpart only `get`s the Secrets policies name, so a change is seen at the
+    /// policy's next pass or retry (within a minute).
+    None,
+    /// Secrets labeled `pgpart.io/watch=true`.
+    Labeled,
+    /// Every Secret.
+    All,
+}
+
+/// The label that `--secret-watch=labeled` selects.
+pub const SECRET_WATCH_LABEL: &str = "pgpart.io/watch=true";
+
+/// The API of `K` in one watched scope: a namespace, or all of them.
+fn scoped<K>(client: &Client, scope: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match scope {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
 }
 
 /// Resolves when SIGTERM or Ctrl-C arrives.
@@ -100,14 +132,12 @@ pub async fn run(args: Args) -> Result<()> {
 
     // Prove the API works (and the CRD is installed) before saying ready, in the scope the
     // controller watches: a namespaced install may not list across namespaces.
-    let apis: Vec<Api<PartitionPolicy>> = if args.namespaces.is_empty() {
-        vec![Api::all(client.clone())]
+    let scopes: Vec<Option<&str>> = if args.namespaces.is_empty() {
+        vec![None]
     } else {
-        args.namespaces
-            .iter()
-            .map(|ns| Api::namespaced(client.clone(), ns))
-            .collect()
+        args.namespaces.iter().map(|ns| Some(ns.as_str())).collect()
     };
+    let apis: Vec<Api<PartitionPolicy>> = scopes.iter().map(|s| scoped(&client, *s)).collect();
     for api in &apis {
         api.list(&kube::api::ListParams::default().limit(1))
             .await
@@ -180,7 +210,13 @@ pub async fn run(args: Args) -> Result<()> {
     // metric series): on its delete event, or, deleted while the watch was down, when the
     // relist that follows no longer holds it.
     let mut streams = Vec::new();
-    for ((api, writer), reader) in apis.into_iter().zip(writers).zip(stores.iter().cloned()) {
+    for (((api, writer), reader), scope) in apis
+        .into_iter()
+        .zip(writers)
+        .zip(stores.iter().cloned())
+        .zip(scopes.iter().copied())
+    {
+        let secrets = secret::changes(scoped(&client, scope), args.secret_watch);
         let ctx = ctx.clone();
         let cache = reader.clone();
         let mut before_relist = std::collections::HashSet::new();
@@ -206,26 +242,34 @@ pub async fn run(args: Args) -> Result<()> {
             })
             .applied_objects()
             .predicate_filter(predicates::generation, Default::default());
-        streams.push((policies, reader));
+        streams.push((policies, reader, secrets));
     }
     let config = kube::runtime::controller::Config::default().concurrency(
         args.reconcile_concurrency
             .div_ceil(streams.len().max(1) as u16)
             .max(1),
     );
-    let controllers = futures::future::join_all(streams.into_iter().map(|(policies, reader)| {
-        let ctx = ctx.clone();
-        let stop = stopped(stop_rx.clone());
-        Controller::for_stream(policies, reader)
-            .with_config(config.clone())
-            .graceful_shutdown_on(stop)
-            .run(reconcile::reconcile, reconcile::error_policy, ctx)
-            .for_each(|res| async move {
-                if let Err(e) = res {
-                    tracing::debug!("reconcile: {e}");
-                }
-            })
-    }));
+    let controllers =
+        futures::future::join_all(streams.into_iter().map(|(policies, reader, secrets)| {
+            let ctx = ctx.clone();
+            let stop = stopped(stop_rx.clone());
+            let mut controller = Controller::for_stream(policies, reader.clone());
+            if let Some(secrets) = secrets {
+                let ctx = ctx.clone();
+                controller = controller.watches_stream(secrets, move |s| {
+                    ctx.secret_changed(&reader, &s.namespace().unwrap_or_default(), &s.name_any())
+                });
+            }
+            controller
+                .with_config(config.clone())
+                .graceful_shutdown_on(stop)
+                .run(reconcile::reconcile, reconcile::error_policy, ctx)
+                .for_each(|res| async move {
+                    if let Err(e) = res {
+                        tracing::debug!("reconcile: {e}");
+                    }
+                })
+        }));
 
     let result = match &mut lease {
         Some((leader_rx, _)) => {

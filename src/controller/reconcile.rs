@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::Instrument;
@@ -75,6 +75,39 @@ impl Ctx {
         }
     }
 
+    /// A watched Secret changed: drop its cached read and name the policies in `policies`
+    /// that use it, so each runs a pass with the new Secret at once.
+    pub fn secret_changed(
+        &self,
+        policies: &Store<PartitionPolicy>,
+        ns: &str,
+        name: &str,
+    ) -> Vec<ObjectRef<PartitionPolicy>> {
+        self.secrets
+            .lock()
+            .expect("secrets lock")
+            .remove(&(ns.to_owned(), name.to_owned()));
+        let users: Vec<_> = policies
+            .state()
+            .iter()
+            .filter(|p| {
+                p.namespace().as_deref() == Some(ns)
+                    && p.spec
+                        .database
+                        .as_ref()
+                        .is_some_and(|d| d.secret_ref.name == name)
+            })
+            .map(|p| ObjectRef::from_obj(p.as_ref()))
+            .collect();
+        if !users.is_empty() {
+            tracing::info!(
+                "Secret {ns}/{name} changed: a pass now for the {} policies that use it",
+                users.len()
+            );
+        }
+        users
+    }
+
     /// Records the label sets a pass of policy `uid` wrote (spec.table is immutable, so
     /// its policy labels never change).
     fn record_series(&self, uid: &str, labels: &PolicyLabels, error: Option<ErrorLabels>) {
@@ -93,8 +126,8 @@ const MORE_WORK: Duration = Duration::from_secs(2);
 const ACTIONS_PER_EVENT: usize = 5;
 /// At most this many pending actions are listed in status (an object must stay small).
 const MAX_PENDING_IN_STATUS: usize = 20;
-/// Longest back-off after a transient error: Secrets are not watched (pgpart may only
-/// `get` them), so a fixed Secret is noticed at the next retry.
+/// Longest back-off after a transient error: without `--secret-watch`, a fixed Secret is
+/// noticed at the next retry.
 const MAX_RETRY: Duration = Duration::from_secs(60);
 /// How long a Secret read is reused by other passes (a fixed or rotated Secret is seen
 /// after at most this).

@@ -70,10 +70,22 @@ and policies are never changed, only their status.
   verbs: ["patch"]
 - apiGroups: [""]
   resources: ["secrets"]
+  {{- if eq (include "pgpart.secretWatch" .) "none" }}
   verbs: ["get"]
+  {{- else }}
+  verbs: ["get", "list", "watch"]
+  {{- end }}
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- end }}
+
+{{/* secretWatch with its default resolved: none, labeled or all. */}}
+{{- define "pgpart.secretWatch" -}}
+{{- if .Values.secretWatch }}{{ .Values.secretWatch }}
+{{- else if .Values.watchNamespaces }}all
+{{- else }}none
+{{- end }}
 {{- end }}
 
 {{/* Metadata the chart adds to the generated CRD. */}}
