@@ -6,9 +6,10 @@
 //! install (both pods Ready through the real probes, one Lease holder, the chart's security
 //! context in force on the running process, the examples Ready through the pod's in-cluster
 //! config), failover (the leader's pod deleted), upgrade (a newly built image and a changed
-//! CRD) and uninstall (the CRD and policies kept, the database untouched). PostgreSQL logs
-//! every DDL statement of the test's database, so "no action done twice, no error from two
-//! leaders" is read from the database itself.
+//! CRD), 1000 policies (every one Ready, no pod restarted or over its memory limit, by the
+//! kubelet's figures) and uninstall (the CRD and policies kept, the database untouched).
+//! PostgreSQL logs every DDL statement of the test's database, so "no action done twice, no
+//! error from two leaders" is read from the database itself.
 //!
 //! Needs the node environment (`PGPART_TESTENV_NODE=1 scripts/testenv up`; scripts/test runs
 //! it as its node step). Cargo builds it only when asked (`test = false` in Cargo.toml:
@@ -26,6 +27,9 @@ use support::helm::{chart_dir, helm_ok};
 
 const NS: &str = "pgpart-node-test";
 const APP_NS: &str = "pgpart-node-demo";
+const SCALE_NS: &str = "pgpart-node-scale";
+/// Policies (and tables) of the scale step.
+const SCALE: usize = 1000;
 const LEASE_SECONDS: u64 = 15;
 
 fn env(name: &str) -> String {
@@ -199,28 +203,111 @@ fn wait_pods_ready(n: usize, image: &str) -> Vec<String> {
     )
 }
 
-/// Every policy of the test's namespace has condition Ready=True.
-#[track_caller]
-fn wait_policies_ready(count: usize) {
-    wait_for(
-        &format!("{count} Ready policies"),
-        Duration::from_secs(90),
-        || {
-            let list = kubectl_json(&["-n", APP_NS, "get", "partitionpolicies"]);
-            let items = list["items"].as_array().expect("items");
-            let ready = items
-                .iter()
-                .filter(|p| {
-                    p["status"]["conditions"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                })
-                .count();
-            (items.len() == count && ready == count).then_some(())
-        },
+/// `kubectl apply` of the YAML documents `docs` in namespace `ns`.
+fn kubectl_apply(ns: &str, docs: &str) {
+    let mut child = Command::new(env("PGPART_TEST_KUBECTL"))
+        .args(["-n", ns, "apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("kubectl apply");
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), docs.as_bytes())
+        .expect("write");
+    assert!(
+        child.wait().expect("kubectl").success(),
+        "kubectl apply in {ns}"
     );
+}
+
+/// A daily policy of `table` using Secret `secret`.
+fn daily_policy(name: &str, table: &str, secret: &str) -> String {
+    format!(
+        "---\napiVersion: pgpart.io/v1alpha1\nkind: PartitionPolicy\nmetadata: {{name: {name}}}\nspec:\n  database: {{secretRef: {{name: {secret}}}}}\n  table: {table}\n  range: {{interval: 1 day, premake: 3}}\n"
+    )
+}
+
+/// Every policy of namespace `ns` (there are `count`) has condition Ready=True.
+#[track_caller]
+fn wait_policies_ready(ns: &str, count: usize, limit: Duration) {
+    wait_for(&format!("{count} Ready policies in {ns}"), limit, || {
+        let list = kubectl_json(&["-n", ns, "get", "partitionpolicies"]);
+        let items = list["items"].as_array().expect("items");
+        let ready = items
+            .iter()
+            .filter(|p| {
+                p["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+            .count();
+        (items.len() == count && ready == count).then_some(())
+    });
+}
+
+/// A memory quantity as the chart writes limits (`256Mi`, `1Gi`, bytes).
+fn bytes_of(quantity: &str) -> u64 {
+    let (n, unit) = quantity
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((quantity, ""), |i| quantity.split_at(i));
+    let n: u64 = n
+        .parse()
+        .unwrap_or_else(|_| panic!("memory quantity {quantity:?}"));
+    n * match unit {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => panic!("memory quantity {quantity:?}: unit {unit:?}"),
+    }
+}
+
+/// Each release pod's controller container as the kubelet reports it (its stats summary,
+/// what `kubectl top` shows): (pod, working set bytes, memory limit bytes), after checking
+/// that it never restarted and was never OOM-killed.
+fn memory_of_pods() -> Vec<(String, u64, u64)> {
+    let node = env("PGPART_TEST_NODE_NAME");
+    let summary: Value = serde_json::from_str(&kubectl(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/nodes/{node}/proxy/stats/summary"),
+    ]))
+    .expect("the kubelet's stats summary is JSON");
+    let specs = kubectl_json(&[
+        "-n",
+        NS,
+        "get",
+        "pods",
+        "-l",
+        "app.kubernetes.io/name=pgpart",
+    ]);
+    let mut out = Vec::new();
+    for pod in specs["items"].as_array().expect("items") {
+        let name = pod["metadata"]["name"].as_str().expect("name");
+        let status = &pod["status"]["containerStatuses"][0];
+        assert_eq!(status["restartCount"], 0, "{name} restarted: {status}");
+        assert!(
+            status["lastState"]["terminated"].is_null(),
+            "{name} was terminated before (OOMKilled?): {status}"
+        );
+        let limit = bytes_of(
+            pod["spec"]["containers"][0]["resources"]["limits"]["memory"]
+                .as_str()
+                .expect("the chart sets a memory limit"),
+        );
+        let stats = summary["pods"]
+            .as_array()
+            .expect("pods")
+            .iter()
+            .find(|p| p["podRef"]["name"] == name)
+            .unwrap_or_else(|| panic!("no stats for {name}"));
+        let working_set = stats["containers"][0]["memory"]["workingSetBytes"]
+            .as_u64()
+            .expect("workingSetBytes");
+        out.push((name.to_owned(), working_set, limit));
+    }
+    out
 }
 
 /// The host's view of the controller process of `pod`: found through containerd's container
@@ -416,7 +503,7 @@ fn helm_install_failover_upgrade_and_uninstall_on_a_real_node() {
     for f in &examples {
         kubectl(&["-n", APP_NS, "apply", "-f", f.to_str().expect("path")]);
     }
-    wait_policies_ready(examples.len());
+    wait_policies_ready(APP_NS, examples.len(), Duration::from_secs(90));
     let partitions = |db: &str| {
         psql(db, "SELECT count(*) FROM pg_inherits")
             .trim()
@@ -452,19 +539,11 @@ fn helm_install_failover_upgrade_and_uninstall_on_a_real_node() {
         "node_demo",
         "SET ROLE node_app; CREATE TABLE public.after_failover (id bigint NOT NULL, at timestamptz NOT NULL) PARTITION BY RANGE (at)",
     );
-    let policy = "apiVersion: pgpart.io/v1alpha1\nkind: PartitionPolicy\nmetadata: {name: after-failover}\nspec:\n  database: {secretRef: {name: demo-db}}\n  table: public.after_failover\n  range: {interval: 1 day, premake: 3}\n";
-    let mut apply = Command::new(env("PGPART_TEST_KUBECTL"));
-    apply
-        .args(["-n", APP_NS, "apply", "-f", "-"])
-        .stdin(Stdio::piped());
-    let mut child = apply.spawn().expect("kubectl apply");
-    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), policy.as_bytes())
-        .expect("write");
-    assert!(
-        child.wait().expect("kubectl").success(),
-        "kubectl apply of after-failover"
+    kubectl_apply(
+        APP_NS,
+        &daily_policy("after-failover", "public.after_failover", "demo-db"),
     );
-    wait_policies_ready(examples.len() + 1);
+    wait_policies_ready(APP_NS, examples.len() + 1, Duration::from_secs(90));
     wait_pods_ready(2, &image1);
 
     // --- helm upgrade: a newly built image and a changed CRD -------------------------------
@@ -512,7 +591,7 @@ fn helm_install_failover_upgrade_and_uninstall_on_a_real_node() {
         Duration::from_secs(LEASE_SECONDS * 2 + 10),
         || lease_holder().filter(|h| second.contains(h)),
     );
-    wait_policies_ready(examples.len() + 1);
+    wait_policies_ready(APP_NS, examples.len() + 1, Duration::from_secs(90));
 
     // No action done twice, no error from two leaders: in the database's own log.
     let (statements, errors) = ddl_since(log_start);
@@ -527,6 +606,60 @@ fn helm_install_failover_upgrade_and_uninstall_on_a_real_node() {
     assert!(
         conflicts.is_empty(),
         "errors two leaders would cause: {conflicts:#?}"
+    );
+
+    // --- 1000 policies: the pods stay under their memory limit ----------------------------
+    psql(
+        "postgres",
+        "DROP DATABASE IF EXISTS node_scale WITH (FORCE)",
+    );
+    psql("postgres", "CREATE DATABASE node_scale OWNER node_app");
+    psql(
+        "node_scale",
+        &format!(
+            "SET ROLE node_app; DO $$ BEGIN FOR i IN 1..{SCALE} LOOP
+               EXECUTE format('CREATE TABLE public.t%s (id bigint NOT NULL, at timestamptz NOT NULL) PARTITION BY RANGE (at)', i);
+             END LOOP; END $$"
+        ),
+    );
+    let _ = Command::new(env("PGPART_TEST_KUBECTL"))
+        .args(["create", "namespace", SCALE_NS])
+        .output();
+    let scale_uri = uri.replace("/node_demo?", "/node_scale?");
+    kubectl(&[
+        "-n",
+        SCALE_NS,
+        "create",
+        "secret",
+        "generic",
+        "scale-db",
+        "--from-literal",
+        &scale_uri,
+    ]);
+    let scaling = Instant::now();
+    let docs: String = (1..=SCALE)
+        .map(|i| daily_policy(&format!("t{i}"), &format!("public.t{i}"), "scale-db"))
+        .collect();
+    kubectl_apply(SCALE_NS, &docs);
+    wait_policies_ready(SCALE_NS, SCALE, Duration::from_secs(300));
+    let scaled = scaling.elapsed();
+    let memory = memory_of_pods();
+    assert_eq!(memory.len(), 2, "both pods still there: {memory:?}");
+    for (pod, working_set, limit) in &memory {
+        assert!(
+            working_set < limit,
+            "{pod}: working set {working_set} over its limit {limit}"
+        );
+    }
+    let covered = psql(
+        "node_scale",
+        "SELECT count(*) FILTER (WHERE n >= 4) || ' of ' || count(*) \
+         FROM (SELECT count(*) AS n FROM pg_inherits GROUP BY inhparent) AS t",
+    );
+    assert_eq!(
+        covered.trim(),
+        format!("{SCALE} of {SCALE}"),
+        "tables with today and 3 days ahead"
     );
 
     // --- helm uninstall: the CRD and policies stay (crds.keep), the database is untouched --
@@ -552,9 +685,17 @@ fn helm_install_failover_upgrade_and_uninstall_on_a_real_node() {
 
     eprintln!(
         "node: {} partitions, takeover {:.1}s after the leader's pod was deleted ({leader} -> {next}), \
-         upgraded leader {holder}",
+         upgraded leader {holder}; {SCALE} policies Ready in {:.0}s, then (pod, working set MiB, \
+         limit MiB): {:?}",
         before.0,
-        takeover.as_secs_f64()
+        takeover.as_secs_f64(),
+        scaled.as_secs_f64(),
+        memory
+            .iter()
+            .map(|(pod, ws, limit)| (pod, *ws >> 20, *limit >> 20))
+            .collect::<Vec<_>>()
     );
-    kubectl(&["delete", "namespace", APP_NS, "--wait=false"]);
+    for ns in [APP_NS, SCALE_NS] {
+        kubectl(&["delete", "namespace", ns, "--wait=false"]);
+    }
 }
