@@ -50,6 +50,15 @@ async fn app_role_and_table(admin: &Client, password: &str) {
         .expect("role and table");
 }
 
+/// A PostgreSQL 17 of the test's own that asks for passwords, with `app_role_and_table`.
+async fn password_server_with_app(password: &str) -> (OwnPg, Client) {
+    let server = OwnPg::start(17, &[]);
+    server.password_auth();
+    let admin = pg::connect(&server.url).await;
+    app_role_and_table(&admin, password).await;
+    (server, admin)
+}
+
 async fn connections_of(admin: &Client, role: &str) -> i64 {
     admin
         .query_one(
@@ -163,10 +172,7 @@ async fn max_connections_reached_reports_unavailable_then_catches_up(pg_server: 
 // 6. The Secret deleted and recreated; the password rotated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_deleted_stalls_naming_it_recreated_recovers_and_password_rotation_recovers() {
-    let server = OwnPg::start(17, &[]);
-    server.password_auth();
-    let admin = pg::connect(&server.url).await;
-    app_role_and_table(&admin, "first-pass-1").await;
+    let (server, admin) = password_server_with_app("first-pass-1").await;
     let url = |pw: &str| format!("postgresql://app:{pw}@127.0.0.1:{}/postgres", server.port);
 
     let (ns, policies, secrets) = setup("secret").await;
@@ -276,10 +282,7 @@ async fn secret_deleted_stalls_naming_it_recreated_recovers_and_password_rotatio
 // Secret is not watched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watched_secret_created_or_rotated_starts_a_pass_at_once() {
-    let server = OwnPg::start(17, &[]);
-    server.password_auth();
-    let admin = pg::connect(&server.url).await;
-    app_role_and_table(&admin, "first-pass-1").await;
+    let (server, admin) = password_server_with_app("first-pass-1").await;
     let url = |pw: &str| format!("postgresql://app:{pw}@127.0.0.1:{}/postgres", server.port);
     let labeled = |name: &str, pw: &str| {
         let mut s = uri_secret(name, &url(pw));

@@ -97,6 +97,25 @@ fn spawn(bin: &Path, args: &[String], ns: &str, log: &Path) -> Proc {
     )
 }
 
+/// Flux controller `name` out of cluster, on free loopback ports, watching only `ns`;
+/// its log is WORK/NAME.log.
+fn flux_controller(flux: &Path, name: &str, extra: &[String], ns: &str, work: &Path) -> Proc {
+    let mut args = vec![
+        format!("--metrics-addr=127.0.0.1:{}", ctl::free_port()),
+        format!("--health-addr=127.0.0.1:{}", ctl::free_port()),
+        "--enable-leader-election=false".into(),
+        "--watch-all-namespaces=false".into(),
+        "--log-encoding=console".into(),
+    ];
+    args.extend_from_slice(extra);
+    spawn(
+        &flux.join(name),
+        &args,
+        ns,
+        &work.join(format!("{name}.log")),
+    )
+}
+
 /// A working copy whose commits are pushed to a bare repository that gitserve serves.
 struct Repo {
     work: PathBuf,
@@ -253,36 +272,19 @@ async fn flux_reports_the_policies_from_git_progressing_healthy_and_failed() {
 
     // The controllers, watching this namespace only.
     std::fs::create_dir_all(work.join("storage")).expect("storage dir");
-    let port = || ctl::free_port().to_string();
-    let (storage, metrics, health) = (port(), port(), port());
-    let source_controller = spawn(
-        &flux.join("source-controller"),
+    let storage = ctl::free_port();
+    let source_controller = flux_controller(
+        &flux,
+        "source-controller",
         &[
             format!("--storage-path={}", work.join("storage").display()),
             format!("--storage-addr=127.0.0.1:{storage}"),
             format!("--storage-adv-addr=127.0.0.1:{storage}"),
-            format!("--metrics-addr=127.0.0.1:{metrics}"),
-            format!("--health-addr=127.0.0.1:{health}"),
-            "--enable-leader-election=false".into(),
-            "--watch-all-namespaces=false".into(),
-            "--log-encoding=console".into(),
         ],
         &ns,
-        &work.join("source-controller.log"),
+        &work,
     );
-    let (metrics, health) = (port(), port());
-    let kustomize_controller = spawn(
-        &flux.join("kustomize-controller"),
-        &[
-            format!("--metrics-addr=127.0.0.1:{metrics}"),
-            format!("--health-addr=127.0.0.1:{health}"),
-            "--enable-leader-election=false".into(),
-            "--watch-all-namespaces=false".into(),
-            "--log-encoding=console".into(),
-        ],
-        &ns,
-        &work.join("kustomize-controller.log"),
-    );
+    let kustomize_controller = flux_controller(&flux, "kustomize-controller", &[], &ns, &work);
 
     // gitops/flux's objects, in this namespace: the source at the local server; the
     // policies' Kustomization without dependsOn, its policies put in this namespace.

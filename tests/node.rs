@@ -148,16 +148,21 @@ fn assert_each_ddl_once(statements: &[String]) {
     );
 }
 
-/// The release's pods (name, ready, image) that are not being deleted.
-fn pods() -> Vec<(String, bool, String)> {
-    let list = kubectl_json(&[
+/// The release's pods, as `kubectl get -o json` lists them.
+fn release_pods() -> Value {
+    kubectl_json(&[
         "-n",
         NS,
         "get",
         "pods",
         "-l",
         "app.kubernetes.io/name=pgpart",
-    ]);
+    ])
+}
+
+/// The release's pods (name, ready, image) that are not being deleted.
+fn pods() -> Vec<(String, bool, String)> {
+    let list = release_pods();
     list["items"]
         .as_array()
         .expect("items")
@@ -274,14 +279,7 @@ fn memory_of_pods() -> Vec<(String, u64, u64)> {
         &format!("/api/v1/nodes/{node}/proxy/stats/summary"),
     ]))
     .expect("the kubelet's stats summary is JSON");
-    let specs = kubectl_json(&[
-        "-n",
-        NS,
-        "get",
-        "pods",
-        "-l",
-        "app.kubernetes.io/name=pgpart",
-    ]);
+    let specs = release_pods();
     let mut out = Vec::new();
     for pod in specs["items"].as_array().expect("items") {
         let name = pod["metadata"]["name"].as_str().expect("name");
