@@ -1,7 +1,8 @@
 //! pgpart as GitOps tools see it, and the docs and dashboard that go with it.
 //!
-//! * Argo CD: `gitops/argocd/health.lua` run by a real Lua interpreter (`lua5.4`) on each
-//!   case of `gitops/argocd/health_test.yaml`; `argocd-cm-patch.yaml` carries it verbatim.
+//! * Argo CD: `gitops/argocd/health.lua` on each case of `gitops/argocd/health_test.yaml`,
+//!   run by Argo CD's own Lua package (`tools/argolua`, Go) and by `lua5.4` (quick, and
+//!   the Lua 5.1 subset check); `argocd-cm-patch.yaml` carries it verbatim.
 //! * Flux: `tools/kstatus` (Go, sigs.k8s.io/cli-utils' kstatus, as Flux reads health)
 //!   against the real apiserver of `PGPART_TEST_KUBECONFIG`.
 //! * The Application, Flux objects and policies in `gitops/` point at what exists, and
@@ -67,6 +68,7 @@ fn str_at<'a>(v: &'a Value, pointer: &str, what: &str) -> &'a str {
 
 const LUA: &str = "lua5.4";
 const HEALTH_LUA: &str = "gitops/argocd/health.lua";
+const HEALTH_TESTS: &str = "gitops/argocd/health_test.yaml";
 const HEALTH_KEY: &str = "resource.customizations.health.pgpart.io_PartitionPolicy";
 
 /// A JSON value as a Lua table constructor (what Argo CD hands the script as `obj`).
@@ -217,7 +219,7 @@ return { status = obj.s, message = dump(obj.n) .. dump(obj.b) .. dump(obj.nested
 #[test]
 fn argocd_health_check_cases() {
     let body = read(HEALTH_LUA);
-    let cases = yaml_doc("gitops/argocd/health_test.yaml");
+    let cases = yaml_doc(HEALTH_TESTS);
     let cases = cases["tests"]
         .as_array()
         .expect("health_test.yaml: tests is a list");
@@ -618,25 +620,33 @@ fn go_binary() -> PathBuf {
     fallback
 }
 
-#[test]
-fn kstatus_reads_partitionpolicy_status_like_flux() {
-    let kubeconfig = kube_support::kubeconfig_path();
-    let dir = root().join("tools/kstatus");
+/// `go test -v ./...` in a Go module under tools/ (with the test kubeconfig); its stdout.
+fn go_test(module: &str) -> String {
+    let dir = root().join(module);
     let go = go_binary();
     let out = Command::new(&go)
         .args(["test", "-count=1", "-timeout=15m", "-v", "./..."])
         .current_dir(&dir)
         .env("GOTOOLCHAIN", "local")
-        .env(kube_support::KUBECONFIG_ENV, &kubeconfig)
+        .env(
+            kube_support::KUBECONFIG_ENV,
+            kube_support::kubeconfig_path(),
+        )
         .output()
         .unwrap_or_else(|e| panic!("run {} test in {}: {e}", go.display(), dir.display()));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "`go test ./...` in tools/kstatus failed ({}):\n{stdout}\n{stderr}",
-        out.status
+        "`go test ./...` in {module} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+#[test]
+fn kstatus_reads_partitionpolicy_status_like_flux() {
+    let stdout = go_test("tools/kstatus");
     for state in [
         "healthy -> Current",
         "progressing -> InProgress",
@@ -644,14 +654,33 @@ fn kstatus_reads_partitionpolicy_status_like_flux() {
         "stale-generation -> InProgress",
         "suspended-pending -> flux healthCheckExprs Current",
         "new policy without status -> flux healthCheckExprs",
-        // tools/kstatus/argohealth: health.lua in gopher-lua, Argo CD's interpreter.
-        "argo gopher-lua: testdata/healthy.yaml -> Healthy",
-        "argo gopher-lua: testdata/degraded-conflict.yaml -> Degraded",
-        "argo gopher-lua: testdata/suspended-dry-run.yaml -> Suspended",
     ] {
         assert!(
             stdout.contains(state),
             "go test did not report {state:?}:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn argocd_runs_health_lua_with_its_own_lua_package() {
+    // tools/argolua: every case of health_test.yaml through argo-cd/v3/util/lua, the code
+    // Argo CD's application controller evaluates custom health checks with.
+    let stdout = go_test("tools/argolua");
+    let cases = yaml_doc(HEALTH_TESTS);
+    let cases = cases["tests"]
+        .as_array()
+        .expect("health_test.yaml: tests is a list");
+    assert!(!cases.is_empty());
+    for case in cases {
+        let line = format!(
+            "argo cd util/lua: {} -> {}",
+            str_at(case, "/inputPath", HEALTH_TESTS),
+            str_at(case, "/healthStatus/status", HEALTH_TESTS)
+        );
+        assert!(
+            stdout.contains(&line),
+            "go test did not report {line:?}:\n{stdout}"
         );
     }
 }

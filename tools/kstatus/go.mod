@@ -4,7 +4,6 @@ go 1.26.0
 
 require (
 	github.com/google/cel-go v0.26.0
-	github.com/yuin/gopher-lua v1.1.2
 	k8s.io/apimachinery v0.36.3
 	k8s.io/client-go v0.36.3
 	sigs.k8s.io/cli-utils v0.37.2
