@@ -7,7 +7,9 @@
 //! context in force on the running process, the examples Ready through the pod's in-cluster
 //! config), failover (the leader's pod deleted), upgrade (a newly built image and a changed
 //! CRD), 1000 policies (every one Ready, no pod restarted or over its memory limit, by the
-//! kubelet's figures) and uninstall (the CRD and policies kept, the database untouched).
+//! kubelet's figures), uninstall (the CRD and policies kept, the database untouched) and
+//! Flux (all of `gitops/flux` from a local git server: helm-controller installs the chart
+//! again, taking over the kept CRD, then the policies of `gitops/policies` are Ready).
 //! PostgreSQL logs every DDL statement of the test's database, so "no action done twice, no
 //! error from two leaders" is read from the database itself.
 //!
@@ -22,8 +24,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::helm::{chart_dir, helm_ok};
+use support::{flux, run};
 
 const NS: &str = "pgpart-node-test";
 const APP_NS: &str = "pgpart-node-demo";
@@ -36,19 +39,6 @@ fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: run in the node environment (PGPART_TESTENV_NODE=1 scripts/testenv up)")
     })
-}
-
-#[track_caller]
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.stdin(Stdio::null()).output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{cmd:?} exited {}:\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8")
 }
 
 #[track_caller]
@@ -148,11 +138,11 @@ fn assert_each_ddl_once(statements: &[String]) {
     );
 }
 
-/// The release's pods, as `kubectl get -o json` lists them.
-fn release_pods() -> Value {
+/// The pods of the release in `ns`, as `kubectl get -o json` lists them.
+fn release_pods(ns: &str) -> Value {
     kubectl_json(&[
         "-n",
-        NS,
+        ns,
         "get",
         "pods",
         "-l",
@@ -160,9 +150,9 @@ fn release_pods() -> Value {
     ])
 }
 
-/// The release's pods (name, ready, image) that are not being deleted.
-fn pods() -> Vec<(String, bool, String)> {
-    let list = release_pods();
+/// The pods of the release in `ns` (name, ready, image) that are not being deleted.
+fn pods(ns: &str) -> Vec<(String, bool, String)> {
+    let list = release_pods(ns);
     list["items"]
         .as_array()
         .expect("items")
@@ -194,14 +184,15 @@ fn lease_holder() -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Wait until `n` pods of `image` are Ready and no other pod is left; returns their names.
+/// Wait until `n` pods of `image` are Ready in `ns` and no other pod is left; returns their
+/// names.
 #[track_caller]
-fn wait_pods_ready(n: usize, image: &str) -> Vec<String> {
+fn wait_pods_ready(ns: &str, n: usize, image: &str) -> Vec<String> {
     wait_for(
         &format!("{n} Ready pods of {image}"),
         Duration::from_secs(120),
         || {
-            let p = pods();
+            let p = pods(ns);
             (p.len() == n && p.iter().all(|(_, ready, img)| *ready && img == image))
                 .then(|| p.into_iter().map(|(name, ..)| name).collect())
         },
@@ -279,7 +270,7 @@ fn memory_of_pods() -> Vec<(String, u64, u64)> {
         &format!("/api/v1/nodes/{node}/proxy/stats/summary"),
     ]))
     .expect("the kubelet's stats summary is JSON");
-    let specs = release_pods();
+    let specs = release_pods(NS);
     let mut out = Vec::new();
     for pod in specs["items"].as_array().expect("items") {
         let name = pod["metadata"]["name"].as_str().expect("name");
@@ -485,7 +476,7 @@ fn helm_install_failover_upgrade_and_uninstall_on_a_real_node() {
     let log_start = log_len();
     let chart = chart_dir();
     helm_release("install", &chart, "node-test-1", &now);
-    let first = wait_pods_ready(2, &image1);
+    let first = wait_pods_ready(NS, 2, &image1);
     let leader = wait_for(
         "a Lease holder",
         Duration::from_secs(LEASE_SECONDS + 10),
@@ -542,7 +533,7 @@ fn helm_install_failover_upgrade_and_uninstall_on_a_real_node() {
         &daily_policy("after-failover", "public.after_failover", "demo-db"),
     );
     wait_policies_ready(APP_NS, examples.len() + 1, Duration::from_secs(90));
-    wait_pods_ready(2, &image1);
+    wait_pods_ready(NS, 2, &image1);
 
     // --- helm upgrade: a newly built image and a changed CRD -------------------------------
     let image2 = build_image("node-test-2");
@@ -564,7 +555,7 @@ fn helm_install_failover_upgrade_and_uninstall_on_a_real_node() {
     std::fs::write(&crd_file, changed).expect("write files/crd.yaml");
     let revision_before = kubectl_json(&["-n", NS, "get", "deployment", "pgpart"]);
     helm_release("upgrade", &upgraded_chart, "node-test-2", &now);
-    let second = wait_pods_ready(2, &image2);
+    let second = wait_pods_ready(NS, 2, &image2);
     assert!(
         second.iter().all(|p| !first.contains(p)),
         "every pod was replaced: {second:?}"
@@ -664,7 +655,7 @@ fn helm_install_failover_upgrade_and_uninstall_on_a_real_node() {
     let before = (partitions("node_demo"), log_len());
     helm_ok(&["uninstall", "pgpart", "-n", NS, "--wait", "--timeout=120s"]);
     wait_for("the pods gone", Duration::from_secs(90), || {
-        pods().is_empty().then_some(())
+        pods(NS).is_empty().then_some(())
     });
     kubectl(&["get", "crd", "partitionpolicies.pgpart.io"]);
     let kept = kubectl_json(&["-n", APP_NS, "get", "partitionpolicies"]);
@@ -681,10 +672,34 @@ fn helm_install_failover_upgrade_and_uninstall_on_a_real_node() {
     let (after, _) = ddl_since(before.1);
     assert!(after.is_empty(), "no DDL after uninstall: {after:?}");
 
+    // --- Flux: gitops/flux from git installs the release again -------------------------------
+    // The steps' namespaces go first: the new pods start with only gitops/policies to serve.
+    for ns in [APP_NS, SCALE_NS] {
+        kubectl(&["delete", "namespace", ns, "--wait=false"]);
+    }
+    wait_for(
+        "the steps' namespaces gone",
+        Duration::from_secs(180),
+        || {
+            [APP_NS, SCALE_NS]
+                .iter()
+                .all(|ns| {
+                    !Command::new(env("PGPART_TEST_KUBECTL"))
+                        .args(["get", "namespace", ns])
+                        .output()
+                        .expect("kubectl")
+                        .status
+                        .success()
+                })
+                .then_some(())
+        },
+    );
+    let flux_seen = flux_installs_the_release_from_git(&uri, &now, &schema);
+
     eprintln!(
         "node: {} partitions, takeover {:.1}s after the leader's pod was deleted ({leader} -> {next}), \
          upgraded leader {holder}; {SCALE} policies Ready in {:.0}s, then (pod, working set MiB, \
-         limit MiB): {:?}",
+         limit MiB): {:?}; {flux_seen}",
         before.0,
         takeover.as_secs_f64(),
         scaled.as_secs_f64(),
@@ -693,7 +708,170 @@ fn helm_install_failover_upgrade_and_uninstall_on_a_real_node() {
             .map(|(pod, ws, limit)| (pod, *ws >> 20, *limit >> 20))
             .collect::<Vec<_>>()
     );
-    for ns in [APP_NS, SCALE_NS] {
-        kubectl(&["delete", "namespace", ns, "--wait=false"]);
+}
+
+const FLUX_NS: &str = "flux-system";
+/// Where gitops/flux/controller/helmrelease.yaml installs the release.
+const FLUX_TARGET_NS: &str = "pgpart-system";
+
+/// Waits until Flux object `kind/name` (in flux-system) is Ready=True, printing each new
+/// set of its conditions; returns it.
+#[track_caller]
+fn wait_flux_ready(kind: &str, name: &str, limit: Duration) -> Value {
+    let mut seen = String::new();
+    wait_for(&format!("{kind}/{name} Ready"), limit, || {
+        // Not there yet (the HelmRelease comes from git): no conditions.
+        let out = kubectl(&[
+            "-n",
+            FLUX_NS,
+            "get",
+            kind,
+            name,
+            "--ignore-not-found",
+            "-o",
+            "json",
+        ]);
+        let obj: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+        let now = flux::conditions(&obj);
+        if now != seen {
+            eprintln!("node: flux {kind}/{name}:\n{now}");
+            seen = now;
+        }
+        flux::condition(&obj, "Ready")
+            .is_some_and(|(s, _, _)| s == "True")
+            .then_some(obj)
+    })
+}
+
+/// All of gitops/flux as a user applies it, from a git repository holding this checkout's
+/// charts/ and gitops/ (the HelmRelease's values naming the image built here and the test's
+/// clock), reconciled by source-, kustomize- and helm-controller: the chart's pods run on
+/// the node, then the policies of gitops/policies are Ready. Deleting the Kustomizations
+/// uninstalls it again. Returns a line of what it saw.
+fn flux_installs_the_release_from_git(uri: &str, now: &str, schema: &str) -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("node-flux");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).expect("work dir");
+    flux::install_crds();
+
+    // gitops/policies' tables in a database of their own, and their Secret.
+    psql("postgres", "DROP DATABASE IF EXISTS node_flux WITH (FORCE)");
+    psql("postgres", "CREATE DATABASE node_flux OWNER node_app");
+    psql("node_flux", &format!("SET ROLE node_app;\n{schema}"));
+    for ns in [FLUX_NS, "billing"] {
+        let _ = Command::new(env("PGPART_TEST_KUBECTL"))
+            .args(["create", "namespace", ns])
+            .output();
     }
+    let billing_uri = uri.replace("/node_demo?", "/node_flux?");
+    kubectl(&[
+        "-n",
+        "billing",
+        "create",
+        "secret",
+        "generic",
+        "billing-db",
+        "--from-literal",
+        &billing_uri,
+    ]);
+    // The CRD kept by the uninstall is handed to the new release, as charts/pgpart/README.md
+    // says; without that the install stops on its ownership metadata.
+    kubectl(&[
+        "annotate",
+        "crd",
+        "partitionpolicies.pgpart.io",
+        "--overwrite",
+        "meta.helm.sh/release-name=pgpart",
+        &format!("meta.helm.sh/release-namespace={FLUX_TARGET_NS}"),
+    ]);
+
+    let repo = flux::Repo::new(&work, &["charts", "gitops"]);
+    let release_file = repo.work.join("gitops/flux/controller/helmrelease.yaml");
+    let mut release = flux::yaml_file(&release_file);
+    release["spec"]["values"]["image"] =
+        json!({"repository": "pgpart.local/pgpart", "tag": "node-test-2"});
+    release["spec"]["values"]["extraArgs"] = json!([format!("--now={now}")]);
+    std::fs::write(&release_file, release.to_string()).expect("write helmrelease.yaml");
+    let commit = repo.commit("pgpart's chart and gitops/, the image of this node");
+    let (_gitserve, url) = flux::gitserve(&work);
+    let controllers: Vec<flux::Proc> = [
+        "source-controller",
+        "kustomize-controller",
+        "helm-controller",
+    ]
+    .into_iter()
+    .map(|name| flux::controller(name, FLUX_NS, &work))
+    .collect();
+
+    let started = Instant::now();
+    let mut source = flux::yaml_file(&root.join("gitops/flux/source.yaml"));
+    source["spec"]["url"] = json!(url);
+    flux::kubectl_apply(&source);
+    for file in ["controller.yaml", "policies.yaml"] {
+        flux::kubectl_apply(&flux::yaml_file(&root.join("gitops/flux").join(file)));
+    }
+
+    let limit = Duration::from_secs(300);
+    let helm_release = wait_flux_ready("helmrelease", "pgpart", limit);
+    let installed = started.elapsed();
+    let (_, reason, message) = flux::condition(&helm_release, "Ready").expect("Ready");
+    assert_eq!(reason, "InstallSucceeded", "{message}");
+    let running = wait_pods_ready(FLUX_TARGET_NS, 2, "pgpart.local/pgpart:node-test-2");
+    let deployment = kubectl_json(&["-n", FLUX_TARGET_NS, "get", "deployment", "pgpart"]);
+    assert_eq!(
+        deployment["metadata"]["labels"]["helm.toolkit.fluxcd.io/name"], "pgpart",
+        "helm-controller installed the Deployment"
+    );
+    let crd = kubectl_json(&["get", "crd", "partitionpolicies.pgpart.io"]);
+    assert_eq!(
+        crd["metadata"]["annotations"]["meta.helm.sh/release-namespace"], FLUX_TARGET_NS,
+        "the new release owns the kept CRD"
+    );
+    wait_flux_ready("kustomization", "pgpart-controller", limit);
+    let policies = wait_flux_ready("kustomization", "pgpart-policies", limit);
+    let applied = started.elapsed();
+    assert!(
+        policies["status"]["lastAppliedRevision"]
+            .as_str()
+            .is_some_and(|r| r.ends_with(&commit)),
+        "the policies of commit {commit} applied: {}",
+        policies["status"]
+    );
+    let count = kubectl_json(&["-n", "billing", "get", "partitionpolicies"])["items"]
+        .as_array()
+        .expect("items")
+        .len();
+    assert_eq!(count, 2, "gitops/policies has two policies");
+    wait_policies_ready("billing", count, Duration::from_secs(10));
+    let partitions = psql("node_flux", "SELECT count(*) FROM pg_inherits");
+    assert!(
+        partitions.trim().parse::<u64>().expect("count") > 2,
+        "the pods made the policies' partitions: {partitions}"
+    );
+
+    // Removing the Kustomizations prunes what they applied: the policies, then the release.
+    kubectl(&[
+        "-n",
+        FLUX_NS,
+        "delete",
+        "kustomization",
+        "pgpart-policies",
+        "pgpart-controller",
+        "--timeout=120s",
+    ]);
+    wait_for("the release's pods gone", Duration::from_secs(120), || {
+        pods(FLUX_TARGET_NS).is_empty().then_some(())
+    });
+    let left = kubectl(&["-n", FLUX_NS, "get", "helmreleases", "-o", "name"]);
+    assert!(left.trim().is_empty(), "HelmRelease pruned: {left}");
+    kubectl(&["-n", FLUX_NS, "delete", "gitrepository", "pgpart"]);
+    drop(controllers);
+    format!(
+        "flux: HelmRelease Ready in {:.0}s (pods {running:?}), the policies' Kustomization Ready \
+         in {:.0}s, {} partitions in node_flux",
+        installed.as_secs_f64(),
+        applied.as_secs_f64(),
+        partitions.trim()
+    )
 }

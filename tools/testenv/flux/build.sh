@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Build (or reuse) Flux's source-controller and kustomize-controller from Go modules, and
-# gitserve (git smart HTTP for tests); helm-controller when named. One module: go.mod pins
+# Build (or reuse) Flux's source-controller, kustomize-controller and helm-controller from Go
+# modules, and gitserve (git smart HTTP for tests). One module: go.mod pins
 # the controllers with `tool` lines and carries the replaces of their own go.mod files (plus
 # one of ours, see go.mod). The CRDs of the built controllers are copied beside them.
 #
 #   tools/testenv/flux/build.sh [NAME...]   # NAME: source-controller kustomize-controller
-#                                           # gitserve helm-controller (default: the first three)
+#                                           # helm-controller gitserve (default: all four)
 #
 # Output: ${PGPART_CACHE:-~/.cache/pgpart}/bin/flux-<hash of go.mod, go.sum, gitserve>/
 # {NAME, crds/*.yaml}; only the first run pays (cold, 2 cores: source-controller 5.5-7 min,
@@ -14,7 +14,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 names=("$@")
-[ $# -gt 0 ] || names=(source-controller kustomize-controller gitserve)
+[ $# -gt 0 ] || names=(source-controller kustomize-controller helm-controller gitserve)
 stamp=$(cat "$here/go.mod" "$here/go.sum" "$here/gitserve/main.go" | sha256sum | cut -c1-16)
 out=${PGPART_CACHE:-$HOME/.cache/pgpart}/bin/flux-$stamp
 mkdir -p "$out/crds"
