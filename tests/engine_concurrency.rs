@@ -348,10 +348,14 @@ async fn blocked_attach_leaves_default_taking_rows(server: &Server) {
         .await
         .unwrap();
 
-    // premake 4: January .. March 2027 are new; lockTimeout short so the apply gives up soon.
+    // premake 4: January .. March 2027 are new. The apply gives up after 5 s of waiting out
+    // the lock (instead of the default minute): what is checked is the same either way.
     let policy = stream_policy(4, "Report", "100ms");
     let file = cli::PolicyFile::new(&policy);
-    let mut child = cli::spawn_apply(&file, &db.url, now);
+    let mut child = cli::spawn_with_env(
+        &cli::apply_args(&file, &db.url, now),
+        &[("PGPART_LOCK_PATIENCE", "5s")],
+    );
     // While it runs: as soon as the default partition carries a pgpart guard, insert a row
     // for a month the apply has not created yet.
     let mut during: Option<Result<(), String>> = None;
@@ -374,6 +378,8 @@ async fn blocked_attach_leaves_default_taking_rows(server: &Server) {
             );
             break;
         }
+        // A poll every few ms, not a spin that takes a core from the apply and the server.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     let run = cli::wait(child).await;
     eprintln!(

@@ -119,10 +119,16 @@ pub async fn pgpart(args: &[&str]) -> Run {
 
 /// Starts `pgpart ARGS` without waiting (stdout/stderr piped).
 pub fn spawn(args: &[&str]) -> tokio::process::Child {
+    spawn_with_env(args, &[])
+}
+
+/// [`spawn`] with `env` added to the child's environment.
+pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Child {
     tokio::process::Command::new(PGPART)
         .args(args)
         .env_remove("PGPART_DATABASE_URL")
         .env("PGPART_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -130,9 +136,9 @@ pub fn spawn(args: &[&str]) -> tokio::process::Child {
         .unwrap_or_else(|e| panic!("cannot run {PGPART}: {e}"))
 }
 
-/// `pgpart apply --policy FILE --database-url URL --now NOW` as a child process.
-pub fn spawn_apply(file: &PolicyFile, url: &str, now: &str) -> tokio::process::Child {
-    spawn(&[
+/// The arguments of `pgpart apply --policy FILE --database-url URL --now NOW`.
+pub fn apply_args<'a>(file: &'a PolicyFile, url: &'a str, now: &'a str) -> [&'a str; 7] {
+    [
         "apply",
         "--policy",
         file.path_str(),
@@ -140,7 +146,12 @@ pub fn spawn_apply(file: &PolicyFile, url: &str, now: &str) -> tokio::process::C
         url,
         "--now",
         now,
-    ])
+    ]
+}
+
+/// `pgpart apply --policy FILE --database-url URL --now NOW` as a child process.
+pub fn spawn_apply(file: &PolicyFile, url: &str, now: &str) -> tokio::process::Child {
+    spawn(&apply_args(file, url, now))
 }
 
 /// Waits for a child from [`spawn`] or [`spawn_apply`].
