@@ -30,7 +30,13 @@ d=json.load(sys.stdin); print(json.load(open(d["Info"]))["Time"])'
 }
 
 build_one() { # name[@version]
-  local name=${1%@*} version pkg ldflags src
+  local name=${1%@*} version pkg ldflags src lock
+  # One build of a binary at a time (parallel test runs share the cache), held from the staging
+  # below to the cache check: a run that finds its binaries built never waits for another's.
+  local key=$1
+  [ "$key" != kube-apiserver ] || key=kube-apiserver@$KUBE_VERSION
+  exec {lock}>"$bindir/.build-$key.lock"
+  flock "$lock"
   case $name in
     kube-apiserver)
       version=$KUBE_VERSION pkg=.
@@ -91,12 +97,10 @@ build_one() { # name[@version]
     echo "$stamp" >"$out.stamp"
     echo "testenv build: built $name $version in $((SECONDS - start))s -> $out" >&2
   fi
+  exec {lock}>&-
   echo "$name=$out"
 }
 
-# One build at a time per cache (parallel test runs share the cache).
-exec 9>"$bindir/.build.lock"
-flock 9
 names=("$@")
 [ $# -gt 0 ] || names=(kube-apiserver etcd helm)
 [ "${names[*]}" != node ] || names=(kubelet kube-controller-manager kube-scheduler kube-proxy cni pause)
