@@ -224,21 +224,10 @@ async fn lock_held_on_parent_times_out_without_blocking_inserts(pg_server: &Serv
     );
     let file = PolicyFile::new(&wider);
     let apply = |patience: &'static str| {
-        let mut cmd = tokio::process::Command::new(cli::PGPART);
-        cmd.args([
-            "apply",
-            "--policy",
-            file.path_str(),
-            "--database-url",
-            &db.url,
-            "--now",
-            &now_arg,
-        ])
-        .env("PGPART_LOCK_PATIENCE", patience)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-        cmd.spawn().expect("spawn pgpart")
+        cli::spawn_with_env(
+            &cli::apply_args(&file, &db.url, &now_arg),
+            &[("PGPART_LOCK_PATIENCE", patience)],
+        )
     };
     // While pgpart waits, inserts into existing partitions from other sessions go through,
     // and pgpart queues a lock request behind the holder once at most, for lockTimeout:
