@@ -4,7 +4,8 @@
 mod support;
 
 use pgpart::db::connect::Target;
-use pgpart::db::pool::{self, Pools};
+use pgpart::db::pool;
+use pgpart::db::targets::Pools;
 use support::pg::{TestDb, server};
 
 #[tokio::test]

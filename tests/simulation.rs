@@ -24,7 +24,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use pgpart::plan::calendar::{TimeStep, Zone};
+use pgpart::policy::units::{TimeStep, Zone};
 use support::cli::{self, PolicyFile};
 use support::clock;
 use support::faults::OwnPg;

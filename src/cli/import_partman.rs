@@ -2,8 +2,8 @@
 //! PartitionPolicy YAML, so a migration starts from what is running today.
 
 use crate::db::connect::Target;
-use crate::db::quote::ident;
 use crate::error::{Error, Result};
+use crate::plan::quote::ident;
 use crate::policy::{
     DatabaseRef, DefaultPartitionSpec, NamingSpec, OnRows, PartitionPolicy, PartitionPolicySpec,
     RangeSpec, RetentionAction, RetentionSpec, SecretRef,

@@ -41,7 +41,7 @@ pub async fn status(url: &str, table: Option<&str>, output: Output) -> Result<()
                 v.iter()
                     .map(|x| x
                         .as_deref()
-                        .map(crate::db::quote::literal)
+                        .map(crate::plan::quote::literal)
                         .unwrap_or_else(|| "NULL".into()))
                     .collect::<Vec<_>>()
                     .join(", ")

@@ -195,7 +195,7 @@ pub async fn run(args: Args) -> Result<()> {
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
-        pools: crate::db::pool::Pools::counting_observations(metrics.observations.clone()),
+        pools: crate::db::targets::Pools::counting_observations(metrics.observations.clone()),
         pool_size: args.pool_size as usize,
         metrics: metrics.clone(),
         claims: Default::default(),

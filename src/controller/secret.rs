@@ -88,7 +88,7 @@ pub fn target_from_secret(secret: &Secret) -> Result<(Target, u64)> {
     let mut settings: Vec<(&str, &str)> =
         data.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     settings.sort();
-    Ok((target, crate::db::pool::target_key(&settings)))
+    Ok((target, crate::db::targets::target_key(&settings)))
 }
 
 /// The Secrets in `api`'s scope that were created, changed or deleted since the watch

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
-use crate::db::quote::{ident, literal};
 use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::plan::action::{self, Action, RangeSlot, TableCtx};
+use crate::plan::quote::{ident, literal};
 
 /// How long one pass keeps trying for its locks, in all: a 20 s report query or ANALYZE
 /// is waited out, a session that holds on for longer is named in a `LockTimeout`.
@@ -22,7 +22,7 @@ pub const LOCK_PATIENCE: Duration = Duration::from_secs(60);
 fn lock_patience() -> Duration {
     std::env::var("PGPART_LOCK_PATIENCE")
         .ok()
-        .and_then(|v| crate::plan::calendar::parse_short_duration(&v).ok())
+        .and_then(|v| crate::policy::units::parse_short_duration(&v).ok())
         .unwrap_or(LOCK_PATIENCE)
 }
 /// At most this many rows outside the repaired range (other gaps, NULL keys, keys past

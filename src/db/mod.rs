@@ -5,5 +5,5 @@ pub mod connect;
 pub mod execute;
 pub mod observe;
 pub mod pool;
-pub mod quote;
 pub mod shared;
+pub mod targets;

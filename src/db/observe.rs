@@ -5,13 +5,13 @@
 
 use tokio_postgres::Client;
 
-use crate::db::quote::{ident, qualified};
 use crate::error::{Error, Result};
 use crate::plan::action::{OWNER_MARK, RETIRING_MARK};
 use crate::plan::bounds::{parse_bound, parse_key_value, render_key_value};
 use crate::plan::model::{
     Bound, DefaultRows, KeyKind, KeyValue, ObservedPartition, ObservedTable, Strategy,
 };
+use crate::plan::quote::{ident, qualified};
 use crate::policy::ValidPolicy;
 
 /// How many rows of a DEFAULT partition are counted exactly each pass. Beyond this the

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::bounds::{display_key_value, render_key_value};
 use super::model::{KeyKind, KeyValue};
-use crate::db::quote::{ident, literal, qualified};
+use crate::plan::quote::{ident, literal, qualified};
 use crate::policy::RetentionAction;
 
 /// The comment that marks a partition as pgpart's own, for people reading the catalog.

@@ -7,7 +7,7 @@
 use chrono::{NaiveDate, NaiveDateTime};
 
 use super::model::{Bound, KeyKind, KeyValue};
-use crate::db::quote;
+use crate::plan::quote;
 
 #[derive(Clone, Debug, PartialEq)]
 enum Token {

@@ -5,11 +5,11 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
 use super::action::{Action, RangeSlot, TableCtx};
 use super::bounds::display_key_value;
-use super::calendar::{Interval, TimeStep};
 use super::model::{Bound, KeyKind, KeyValue, ObservedPartition, ObservedTable, Strategy};
 use super::naming::SlotStart;
 use crate::error::{Error, Result};
 use crate::policy::OnRows;
+use crate::policy::units::{Interval, TimeStep};
 use crate::policy::validate::{Keep, Kind, MAX_IDENT_BYTES, RangePolicy, ValidPolicy};
 
 /// A range policy never plans more slots than this in one pass: a typo like
@@ -311,7 +311,7 @@ fn range_key_kind(r: &RangePolicy, table: &ObservedTable) -> Result<KeyKind> {
         )),
         (
             Interval::Time(TimeStep {
-                unit: super::calendar::Unit::Hour,
+                unit: crate::policy::units::Unit::Hour,
                 ..
             }),
             KeyKind::Date,

@@ -7,6 +7,7 @@ pub mod calendar;
 pub mod diff;
 pub mod model;
 pub mod naming;
+pub mod quote;
 
 pub use action::{Action, TableCtx};
 pub use diff::{Finding, Plan, Summary, plan};

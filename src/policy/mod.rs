@@ -3,6 +3,8 @@
 //! [`validate`] judges the rest (intervals, zones, templates) for the CLI and controller.
 
 pub mod file;
+pub mod template;
+pub mod units;
 pub mod validate;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use super::{OnRows, PartitionPolicySpec, RetentionAction};
 use crate::error::{Error, Result};
-use crate::plan::calendar::{Interval, TimeStep, Zone, parse_short_duration};
-use crate::plan::naming::Template;
+use crate::policy::template::Template;
+use crate::policy::units::{Interval, TimeStep, Zone, parse_short_duration};
 
 #[derive(Clone, Debug)]
 pub struct ValidPolicy {
