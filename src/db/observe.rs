@@ -426,7 +426,7 @@ async fn scan_default(
     table: &mut ObservedTable,
     policy: &ValidPolicy,
 ) -> Result<()> {
-    let max_slots = crate::plan::diff::MAX_REPAIR_SLOTS + 1;
+    let max_slots = crate::plan::repair::MAX_REPAIR_SLOTS + 1;
     let Some((default, ref key, kind)) = default_and_key(table) else {
         return Ok(());
     };
@@ -460,7 +460,7 @@ async fn scan_default(
             break;
         };
         keys.push(k);
-        match crate::plan::diff::slot_containing(policy, kind, k) {
+        match crate::plan::grid::slot_containing(policy, kind, k) {
             Some((_, to)) if to != KeyValue::Max && Some(to) != cursor => cursor = Some(to),
             _ => break,
         }
