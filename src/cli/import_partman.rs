@@ -5,8 +5,8 @@ use crate::db::connect::Target;
 use crate::error::{Error, Result};
 use crate::plan::quote::ident;
 use crate::policy::{
-    DatabaseRef, DefaultPartitionSpec, NamingSpec, OnRows, PartitionPolicy, PartitionPolicySpec,
-    RangeSpec, RetentionAction, RetentionSpec, SecretRef,
+    DatabaseRef, DefaultPartitionSpec, KeyEncoding, NamingSpec, OnRows, PartitionPolicy,
+    PartitionPolicySpec, RangeSpec, RetentionAction, RetentionSpec, SecretRef,
 };
 
 /// pg_partman 4.x interval text (`1 mon`, `7 days`, `01:00:00`, `1000000`) → ours.
@@ -85,7 +85,7 @@ pub async fn import(url: &str, secret: &str) -> Result<()> {
     // The schema name is a catalog value, still quoted like any identifier.
     let sql = format!(
         "SELECT parent_table, partition_interval, premake, retention, retention_schema, retention_keep_table, \
-         coalesce(datetime_string, '') FROM {}.part_config ORDER BY parent_table",
+         coalesce(datetime_string, ''), epoch FROM {}.part_config ORDER BY parent_table",
         ident(schema.trim_matches('"'))
     );
     let rows = client.query(&sql, &[]).await?;
@@ -102,6 +102,18 @@ pub async fn import(url: &str, secret: &str) -> Result<()> {
         let retention_schema: Option<String> = row.get(4);
         let keep_table: bool = row.get(5);
         let datetime_string: String = row.get(6);
+        // An integer key holding time (pg_partman's `epoch`): pgpart's keyEncoding.
+        let key_encoding = match row.get::<_, &str>(7) {
+            "none" => None,
+            "seconds" => Some(KeyEncoding::EpochSeconds),
+            "milliseconds" => Some(KeyEncoding::EpochMillis),
+            other => {
+                eprintln!(
+                    "# skipped {table}: epoch {other:?} has no pgpart keyEncoding (seconds and milliseconds do)"
+                );
+                continue;
+            }
+        };
         let Some(interval) = convert_interval(&interval_text) else {
             eprintln!("# skipped {table}: interval {interval_text:?} has no pgpart equivalent");
             continue;
@@ -139,6 +151,7 @@ pub async fn import(url: &str, secret: &str) -> Result<()> {
                 premake: Some(premake.max(1)),
                 start_from: None,
                 time_zone: (!is_integer).then(|| zone.clone()),
+                key_encoding,
             }),
             list: None,
             hash: None,

@@ -117,7 +117,8 @@ SELECT p.nspname, p.relname, p.partstrat::text,
          'SELECT (SELECT count(*) FROM (SELECT FROM %1$I.%2$I LIMIT %3$s) s) AS c',
          p.default_schema, p.default_name, $3::int8 + 1), false, true, '')::text END AS default_count,
        CASE WHEN p.default_key_indexed AND p.key1 IS NOT NULL AND NOT p.rows_unread THEN query_to_xml(format(
-         'SELECT (SELECT min(%1$I) FROM %2$I.%3$I)::text AS lo, (SELECT max(%1$I) FROM %2$I.%3$I)::text AS hi',
+         'SELECT (SELECT %1$I FROM %2$I.%3$I WHERE %1$I IS NOT NULL ORDER BY 1 LIMIT 1)::text AS lo, '
+         '(SELECT %1$I FROM %2$I.%3$I WHERE %1$I IS NOT NULL ORDER BY 1 DESC LIMIT 1)::text AS hi',
          p.key1, p.default_schema, p.default_name), false, true, '')::text END AS default_span,
        CASE WHEN p.partstrat = 'r' AND p.key1_type IN ('smallint', 'integer', 'bigint') AND NOT p.rows_unread THEN
          query_to_xml(format('SELECT max(%I)::text AS m FROM %I.%I WHERE tableoid <> %s',
@@ -417,6 +418,16 @@ fn default_and_key(table: &ObservedTable) -> Option<(String, String, KeyKind)> {
     Some((default, key.clone(), KeyKind::from_sql_type(key_type)?))
 }
 
+/// The key as an expression `min()`/`max()` order the way PostgreSQL orders the key: the key
+/// itself, or for a uuid (which has no min or max) its text in the C collation, whose
+/// fixed-width lowercase hex sorts bytewise, as uuids do.
+fn ordered_text(key: &str, kind: KeyKind) -> String {
+    match kind.column() {
+        KeyKind::Uuid => format!("{}::text COLLATE \"C\"", ident(key)),
+        _ => ident(key),
+    }
+}
+
 /// Find which grid slots the DEFAULT partition's rows fall in: one `min(key)` query per
 /// occupied slot, each starting after the previous slot, so a stray row in 1970 costs one
 /// query, not a partition per slot in between. Runs only when the default holds rows, and
@@ -449,7 +460,10 @@ async fn scan_default(
         };
         let row = client
             .query_one(
-                &format!("SELECT min({})::text FROM {source}{filter}", ident(key)),
+                &format!(
+                    "SELECT {k}::text FROM {source}{filter} ORDER BY {k} LIMIT 1",
+                    k = ident(key)
+                ),
                 &[],
             )
             .await?;
@@ -510,7 +524,7 @@ async fn read_default_exactly(
             &format!(
                 "SELECT count(*), min({k})::text, max({k})::text FROM {}",
                 qualified(&table.schema, &default),
-                k = ident(key)
+                k = ordered_text(key, kind)
             ),
             &[],
         )

@@ -215,11 +215,14 @@ pub fn parse_key_value(text: &str, kind: KeyKind) -> Result<KeyValue, String> {
         "infinity" => return Ok(KeyValue::Max),
         _ => {}
     }
-    match kind {
-        KeyKind::Int { .. } => t
+    match kind.column() {
+        KeyKind::Int { .. } | KeyKind::Epoch { .. } => t
             .parse::<i64>()
             .map(KeyValue::Int)
             .map_err(|e| format!("{t:?}: {e}")),
+        KeyKind::Uuid | KeyKind::Uuidv7 => parse_uuid(t)
+            .map(KeyValue::Uuid)
+            .ok_or_else(|| format!("{t:?}: not a uuid")),
         KeyKind::Date => NaiveDate::parse_from_str(t, "%Y-%m-%d")
             .map(|d| KeyValue::Time(d.and_time(chrono::NaiveTime::MIN)))
             .map_err(|e| format!("{t:?}: {e}")),
@@ -235,6 +238,27 @@ pub fn parse_key_value(text: &str, kind: KeyKind) -> Result<KeyValue, String> {
             parse_naive(wall).map(KeyValue::Time)
         }
     }
+}
+
+/// `0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b` (hyphens optional, any case) as a 128-bit number.
+fn parse_uuid(t: &str) -> Option<u128> {
+    let hex: String = t.chars().filter(|c| *c != '-').collect();
+    (hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit()))
+        .then(|| u128::from_str_radix(&hex, 16).ok())
+        .flatten()
+}
+
+/// A uuid as PostgreSQL prints it.
+fn format_uuid(u: u128) -> String {
+    let h = format!("{u:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 fn split_offset(t: &str) -> (&str, &str) {
@@ -259,6 +283,7 @@ pub fn render_key_value(v: KeyValue, kind: KeyKind) -> String {
         KeyValue::Min => "MINVALUE".into(),
         KeyValue::Max => "MAXVALUE".into(),
         KeyValue::Int(i) => i.to_string(),
+        KeyValue::Uuid(u) => quote::literal(&format_uuid(u)),
         KeyValue::Time(t) => quote::literal(&match kind {
             KeyKind::Date => t.format("%Y-%m-%d").to_string(),
             KeyKind::Timestamptz => t.format("%Y-%m-%d %H:%M:%S+00").to_string(),
@@ -267,12 +292,21 @@ pub fn render_key_value(v: KeyValue, kind: KeyKind) -> String {
     }
 }
 
-/// Human form for status and messages.
+/// Human form for status and messages; an encoded key (`keyEncoding`) as the time it holds.
 pub fn display_key_value(v: KeyValue, kind: KeyKind) -> String {
+    if let Some(t) = kind.decode(v) {
+        let format = if t.timestamp_subsec_micros() == 0 {
+            "%Y-%m-%dT%H:%M:%SZ"
+        } else {
+            "%Y-%m-%dT%H:%M:%S%.6fZ"
+        };
+        return t.format(format).to_string();
+    }
     match v {
         KeyValue::Min => "MINVALUE".into(),
         KeyValue::Max => "MAXVALUE".into(),
         KeyValue::Int(i) => i.to_string(),
+        KeyValue::Uuid(u) => format_uuid(u),
         KeyValue::Time(t) => match kind {
             KeyKind::Date => t.format("%Y-%m-%d").to_string(),
             KeyKind::Timestamptz => t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
@@ -381,5 +415,42 @@ mod tests {
             Ok(KeyValue::Max)
         );
         assert!(parse_key_value("2025-01-01 00:00:00+01", KeyKind::Timestamptz).is_err());
+    }
+
+    #[test]
+    fn uuid_bounds_round_trip_and_encoded_keys_show_as_time() {
+        // 2026-11-01T00:00:00Z = 1793491200000 ms = 0x01a1_9467_e800.
+        let nov = KeyValue::Uuid(0x01a1_9467_e800u128 << 80);
+        let text = "FOR VALUES FROM ('01a19467-e800-0000-0000-000000000000') TO (MAXVALUE)";
+        assert_eq!(
+            parse_bound(text, Some(KeyKind::Uuid)),
+            Ok(Bound::Range {
+                from: nov,
+                to: KeyValue::Max
+            })
+        );
+        assert_eq!(
+            render_key_value(nov, KeyKind::Uuidv7),
+            "'01a19467-e800-0000-0000-000000000000'"
+        );
+        assert_eq!(
+            display_key_value(nov, KeyKind::Uuidv7),
+            "2026-11-01T00:00:00Z"
+        );
+        assert_eq!(
+            display_key_value(nov, KeyKind::Uuid),
+            "01a19467-e800-0000-0000-000000000000"
+        );
+        assert!(parse_key_value("01a18a6e-2c00", KeyKind::Uuid).is_err());
+        let millis = KeyKind::Int {
+            min: i64::MIN,
+            max: i64::MAX,
+        }
+        .encoded(crate::policy::KeyEncoding::EpochMillis)
+        .unwrap();
+        let v = parse_key_value("1793491200123", millis).unwrap();
+        assert_eq!(v, KeyValue::Int(1_793_491_200_123));
+        assert_eq!(render_key_value(v, millis), "1793491200123");
+        assert_eq!(display_key_value(v, millis), "2026-11-01T00:00:00.123000Z");
     }
 }

@@ -1,7 +1,7 @@
 //! The grid of a range policy: its slots, each with its bound and name (local wall time in
 //! the policy's zone, or integer steps), and the coverage arithmetic on key ranges.
 
-use chrono::NaiveDateTime;
+use chrono::{DateTime, NaiveDateTime, Utc};
 
 use super::action::RangeSlot;
 use super::model::{KeyKind, KeyValue};
@@ -24,16 +24,24 @@ impl Grid<'_> {
     ) -> Option<RangeSlot> {
         let from = self.time_value(local);
         let to = self.time_value(step.shift(local, 1));
-        (from < to).then(|| RangeSlot {
+        // An encoded key's type cannot hold every time (MIN/MAX stand for beyond it): no
+        // slot is made that reaches past what it holds.
+        let held = |v| !matches!(v, KeyValue::Min | KeyValue::Max);
+        (from < to && held(from) && held(to)).then(|| RangeSlot {
             name: self.r.template.render(self.table, &SlotStart::Time(local)),
             from,
             to,
         })
     }
 
+    /// The key value of a local time: the instant for timestamptz, that instant encoded for
+    /// an encoded key (`keyEncoding`), else the local time itself.
     pub(super) fn time_value(&self, local: NaiveDateTime) -> KeyValue {
         match self.kind {
             KeyKind::Timestamptz => KeyValue::Time(self.r.zone.to_instant(local).naive_utc()),
+            k if k.is_encoded() => k
+                .encode(self.r.zone.to_instant(local))
+                .expect("an encoded kind encodes"),
             _ => KeyValue::Time(local),
         }
     }
@@ -59,21 +67,32 @@ impl Grid<'_> {
     /// The grid slot a key falls in.
     pub(super) fn slot_of(&self, interval: Interval, key: KeyValue) -> Option<RangeSlot> {
         match (interval, key) {
-            (Interval::Time(step), KeyValue::Time(t)) => {
-                self.slot_from_time(&step, step.floor(self.local_of(t)))
-            }
             (Interval::Integer(step), KeyValue::Int(v)) => {
                 self.slot_from_int(step, floor_div(v, step))
+            }
+            (Interval::Time(step), key) => {
+                self.slot_from_time(&step, step.floor(self.local_of(key)?))
             }
             _ => None,
         }
     }
 
-    /// Local wall time of a key value (for timestamptz, in the policy's zone).
-    pub(super) fn local_of(&self, v: NaiveDateTime) -> NaiveDateTime {
-        match self.kind {
-            KeyKind::Timestamptz => self.r.zone.to_local(v.and_utc()),
-            _ => v,
+    /// Local wall time of a key value (for timestamptz and encoded keys, in the policy's
+    /// zone); `None` for integers, MINVALUE and MAXVALUE.
+    pub(super) fn local_of(&self, v: KeyValue) -> Option<NaiveDateTime> {
+        match (self.kind, v) {
+            (KeyKind::Timestamptz, KeyValue::Time(t)) => Some(self.r.zone.to_local(t.and_utc())),
+            (_, KeyValue::Time(t)) => Some(t),
+            (k, v) => k.decode(v).map(|t| self.r.zone.to_local(t)),
+        }
+    }
+
+    /// The instant a key value stands for (time and encoded keys).
+    pub(super) fn instant_of(&self, v: KeyValue) -> Option<DateTime<Utc>> {
+        match (self.kind, v) {
+            (KeyKind::Timestamptz, KeyValue::Time(t)) => Some(t.and_utc()),
+            (_, KeyValue::Time(t)) => Some(self.r.zone.to_instant(t)),
+            (k, v) => k.decode(v),
         }
     }
 }
@@ -108,12 +127,12 @@ impl Grid<'_> {
     /// The slot start that `v` is, if it is one.
     pub(super) fn slot_start_at(&self, interval: Interval, v: KeyValue) -> Option<SlotAt> {
         match (interval, v) {
-            (Interval::Time(step), KeyValue::Time(t)) => {
-                let l = self.local_of(t);
-                (step.floor(l) == l && self.time_value(l) == v).then_some(SlotAt::Time(l))
-            }
             (Interval::Integer(step), KeyValue::Int(i)) => {
                 (i.rem_euclid(step) == 0).then_some(SlotAt::Int(i))
+            }
+            (Interval::Time(step), v) => {
+                let l = self.local_of(v)?;
+                (step.floor(l) == l && self.time_value(l) == v).then_some(SlotAt::Time(l))
             }
             _ => None,
         }
@@ -139,10 +158,13 @@ impl Grid<'_> {
     }
 
     pub(super) fn start_label(&self, from: KeyValue) -> String {
+        if let Some(l) = self.local_of(from) {
+            return l.format("%Y%m%d%H%M").to_string();
+        }
         match from {
-            KeyValue::Time(t) => self.local_of(t).format("%Y%m%d%H%M").to_string(),
             KeyValue::Int(i) => i.to_string(),
-            KeyValue::Min => "min".into(),
+            KeyValue::Uuid(u) => format!("{u:032x}"),
+            KeyValue::Time(_) | KeyValue::Min => "min".into(),
             KeyValue::Max => "max".into(),
         }
     }
@@ -201,6 +223,8 @@ pub fn slot_containing(
     let Kind::Range(r) = &policy.kind else {
         return None;
     };
+    // Observed as the column's own kind; the policy says how it holds time.
+    let kind = r.key_encoding.and_then(|e| kind.encoded(e)).unwrap_or(kind);
     let grid = Grid {
         r,
         kind,

@@ -1,6 +1,8 @@
 //! What the database looks like, as `db::observe` reads it, in the terms `plan` reasons in.
 
-use chrono::NaiveDateTime;
+use chrono::{DateTime, NaiveDateTime, Utc};
+
+use crate::policy::KeyEncoding;
 
 /// How a parent is partitioned (`pg_partitioned_table.partstrat`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,7 +22,9 @@ impl Strategy {
     }
 }
 
-/// Key types pgpart computes range bounds for.
+/// Key types pgpart computes range bounds for. The first five are column types as observed;
+/// `Epoch` and `Uuidv7` are an integer or uuid column read as time (`range.keyEncoding`),
+/// which only a policy can say: their values are the column's own (`Int`, `Uuid`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyKind {
     /// Bounds are instants; stored here as UTC wall time.
@@ -33,7 +37,20 @@ pub enum KeyKind {
         min: i64,
         max: i64,
     },
+    /// uuid, ordered as PostgreSQL orders it (bytewise, so as a big-endian 128-bit number).
+    Uuid,
+    /// An integer counting `per_second`ths of a second since 1970-01-01 UTC.
+    Epoch {
+        per_second: i64,
+        min: i64,
+        max: i64,
+    },
+    /// A UUIDv7: its first 48 bits count milliseconds since 1970-01-01 UTC.
+    Uuidv7,
 }
+
+/// Bits of a UUIDv7 after its millisecond prefix.
+const UUIDV7_TAIL_BITS: u32 = 80;
 
 impl KeyKind {
     /// From `format_type()` of the key column; `None` for types pgpart does not range over.
@@ -54,12 +71,94 @@ impl KeyKind {
                 min: i64::MIN,
                 max: i64::MAX,
             },
+            "uuid" => KeyKind::Uuid,
             _ => return None,
         })
     }
 
+    /// This column kind read as time the way `encoding` says; `None` where the column cannot
+    /// hold it (a uuid as epoch seconds, an integer as a UUIDv7).
+    pub fn encoded(self, encoding: KeyEncoding) -> Option<KeyKind> {
+        let per_second = match encoding {
+            KeyEncoding::Uuidv7 => return (self == KeyKind::Uuid).then_some(KeyKind::Uuidv7),
+            KeyEncoding::EpochSeconds => 1,
+            KeyEncoding::EpochMillis => 1_000,
+            KeyEncoding::EpochMicros => 1_000_000,
+        };
+        match self {
+            KeyKind::Int { min, max } => Some(KeyKind::Epoch {
+                per_second,
+                min,
+                max,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The column kind its values are read and written as (an encoded kind's own type).
+    pub fn column(self) -> KeyKind {
+        match self {
+            KeyKind::Epoch { min, max, .. } => KeyKind::Int { min, max },
+            KeyKind::Uuidv7 => KeyKind::Uuid,
+            k => k,
+        }
+    }
+
+    /// Whether the policy's interval for this key is a time step.
     pub fn is_time(self) -> bool {
-        !matches!(self, KeyKind::Int { .. })
+        !matches!(self, KeyKind::Int { .. } | KeyKind::Uuid)
+    }
+
+    /// Whether the key is time held in another type (`Epoch`, `Uuidv7`).
+    pub fn is_encoded(self) -> bool {
+        matches!(self, KeyKind::Epoch { .. } | KeyKind::Uuidv7)
+    }
+
+    /// The key value of an instant, for an encoded kind: `Min`/`Max` where the column's type
+    /// cannot hold it (before 1970 for a UUIDv7, past 2038 for epoch seconds in an integer).
+    pub fn encode(self, t: DateTime<Utc>) -> Option<KeyValue> {
+        let micros = t.timestamp_micros();
+        Some(match self {
+            KeyKind::Epoch {
+                per_second,
+                min,
+                max,
+            } => {
+                // Grid points are whole seconds; a finer instant is floored to the unit.
+                let v = i128::from(micros).div_euclid(1_000_000 / i128::from(per_second));
+                if v < i128::from(min) {
+                    KeyValue::Min
+                } else if v > i128::from(max) {
+                    KeyValue::Max
+                } else {
+                    KeyValue::Int(v as i64)
+                }
+            }
+            KeyKind::Uuidv7 => {
+                let ms = micros.div_euclid(1_000);
+                if ms < 0 {
+                    KeyValue::Min
+                } else if ms >= 1 << 48 {
+                    KeyValue::Max
+                } else {
+                    KeyValue::Uuid((ms as u128) << UUIDV7_TAIL_BITS)
+                }
+            }
+            _ => return None,
+        })
+    }
+
+    /// The instant an encoded key value stands for (a UUIDv7's millisecond, an epoch value's
+    /// unit); `None` for other kinds and for MINVALUE/MAXVALUE.
+    pub fn decode(self, v: KeyValue) -> Option<DateTime<Utc>> {
+        let micros = match (self, v) {
+            (KeyKind::Epoch { per_second, .. }, KeyValue::Int(i)) => {
+                i64::try_from(i128::from(i) * (1_000_000 / i128::from(per_second))).ok()?
+            }
+            (KeyKind::Uuidv7, KeyValue::Uuid(u)) => ((u >> UUIDV7_TAIL_BITS) as i64) * 1_000,
+            _ => return None,
+        };
+        DateTime::from_timestamp_micros(micros)
     }
 }
 
@@ -69,6 +168,7 @@ pub enum KeyValue {
     Min,
     Time(NaiveDateTime),
     Int(i64),
+    Uuid(u128),
     Max,
 }
 

@@ -28,15 +28,42 @@ pub(super) fn range_key_kind(r: &RangePolicy, table: &ObservedTable) -> Result<K
             ),
         ));
     }
-    let kind = KeyKind::from_sql_type(&table.key_types[0]).ok_or_else(|| {
+    let key_type = &table.key_types[0];
+    let column = KeyKind::from_sql_type(key_type).ok_or_else(|| {
         Error::mismatch(
             "spec.range",
             format!(
-                "key type {} of {qualified} is not supported: use timestamptz, timestamp, date, smallint, integer or bigint",
-                table.key_types[0]
+                "key type {key_type} of {qualified} is not supported: use timestamptz, timestamp, date, smallint, integer or bigint, or a uuid or integer holding time with spec.range.keyEncoding"
             ),
         )
     })?;
+    let kind = match r.key_encoding {
+        None if column == KeyKind::Uuid => {
+            return Err(Error::mismatch(
+                "spec.range.keyEncoding",
+                format!(
+                    "{qualified} has a uuid key: set spec.range.keyEncoding: uuidv7 to partition by the time a UUIDv7 holds"
+                ),
+            ));
+        }
+        None => column,
+        Some(e) => column
+            .encoded(e)
+            .filter(|k| match k {
+                // Milli- and microseconds since 1970 outgrow an integer within days.
+                KeyKind::Epoch { per_second, max, .. } => *per_second == 1 || *max == i64::MAX,
+                _ => true,
+            })
+            .ok_or_else(|| {
+                Error::mismatch(
+                    "spec.range.keyEncoding",
+                    format!(
+                        "{qualified} has a {key_type} key, which can't hold {}: uuidv7 needs a uuid key, epochSeconds an integer or bigint key, epochMillis and epochMicros a bigint key",
+                        e.as_str()
+                    ),
+                )
+            })?,
+    };
     match (r.interval, kind) {
         (Interval::Time(_), KeyKind::Int { .. }) => Err(Error::mismatch(
             "spec.range.interval",
@@ -351,15 +378,9 @@ pub(super) fn plan_range(
         }
     }
     summary.covered_until = covered.map(|v| display_key_value(v, kind));
-    summary.covered_seconds_ahead = match (covered, now_key) {
-        (Some(KeyValue::Time(end)), KeyValue::Time(_)) => {
-            let end_instant = match kind {
-                KeyKind::Timestamptz => end.and_utc(),
-                _ => r.zone.to_instant(end),
-            };
-            Some((end_instant - now).num_seconds())
-        }
-        (Some(KeyValue::Max), _) => Some(i64::MAX),
+    summary.covered_seconds_ahead = match covered {
+        Some(KeyValue::Max) => Some(i64::MAX),
+        Some(end) if kind.is_time() => grid.instant_of(end).map(|e| (e - now).num_seconds()),
         _ => None,
     };
     Ok(())

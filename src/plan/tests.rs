@@ -616,3 +616,100 @@ proptest! {
         }
     }
 }
+
+/// `v` (a timestamptz value) as the key `encoding` holds it, computed here from the
+/// definitions: a UUIDv7's 48-bit millisecond prefix (`tail` in its other 80 bits), or
+/// seconds, milli- or microseconds since 1970 UTC.
+fn encoded_as(encoding: &str, v: KeyValue, tail: u128) -> KeyValue {
+    let KeyValue::Time(t) = v else { return v };
+    let us = t.and_utc().timestamp_micros();
+    match encoding {
+        "uuidv7" => KeyValue::Uuid(((us.div_euclid(1_000) as u128) << 80) | tail),
+        "epochSeconds" => KeyValue::Int(us.div_euclid(1_000_000)),
+        "epochMillis" => KeyValue::Int(us.div_euclid(1_000)),
+        "epochMicros" => KeyValue::Int(us),
+        other => panic!("{other}"),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// A key that holds time in a uuid or an integer (`keyEncoding`) is planned as the
+    /// instants it holds: whatever the table (gaps, foreign and off-grid partitions, rows in
+    /// the default), the plan is the timestamptz key's plan, action for action, with every
+    /// bound encoded; the findings and the summary read the same.
+    #[test]
+    fn an_encoded_key_is_planned_as_the_time_it_holds(
+        (mut tb, now) in any_table(),
+        encoding in prop::sample::select(vec!["uuidv7", "epochSeconds", "epochMillis", "epochMicros"]),
+        interval in prop::sample::select(vec!["1 hour", "1 day", "1 week", "1 month", "1 quarter"]),
+        zone in prop::sample::select(vec!["UTC", "Europe/Berlin", "+05:30"]),
+        offsets in proptest::collection::vec(-40_000i64..40_000, 0..6),
+        keep in proptest::option::of(1u32..24),
+        premake in 1u32..6,
+    ) {
+        let spec = |enc: &str| {
+            let retention = keep
+                .map(|k| format!("\nretention: {{keep: {k} months, action: Drop, maxPerPass: 100}}"))
+                .unwrap_or_default();
+            format!(
+                "range: {{interval: {interval}, premake: {premake}, timeZone: \"{zone}\"{enc}}}\ndefaultPartition: {{create: true, onRows: Repair}}{retention}"
+            )
+        };
+        let plain = policy(&spec(""));
+        let held = policy(&spec(&format!(", keyEncoding: {encoding}")));
+        // Rows in the default at keys no partition takes.
+        let mut keys: Vec<KeyValue> = offsets
+            .iter()
+            .map(|h| kv(now.naive_utc() + Duration::hours(*h)))
+            .filter(|k| !tb.partitions.iter().any(|p| matches!(p.bound, Bound::Range { from, to } if from <= *k && *k < to)))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        tb.partitions.push(ObservedPartition {
+            bound: Bound::Default,
+            ..part("events_default", t(2000, 1, 1), t(2000, 1, 2), true)
+        });
+        tb.default_rows.rows = keys.len() as i64;
+        tb.default_slot_keys = keys;
+
+        // The same table with the key as the encoding holds it.
+        let row_tail = 0x7000_8000_0000_0000_0000u128 | 0x1234;
+        let mut enc = tb.clone();
+        enc.key_types = vec![if encoding == "uuidv7" { "uuid" } else { "bigint" }.into()];
+        for p in &mut enc.partitions {
+            if let Bound::Range { from, to } = p.bound {
+                p.bound = Bound::Range {
+                    from: encoded_as(encoding, from, 0),
+                    to: encoded_as(encoding, to, 0),
+                };
+            }
+        }
+        for k in &mut enc.default_slot_keys {
+            *k = encoded_as(encoding, *k, row_tail);
+        }
+
+        let want = super::plan(&plain, Some(&tb), now).unwrap();
+        let got = super::plan(&held, Some(&enc), now).unwrap();
+        let bounds_encoded = |a: &Action| match a {
+            Action::CreateRange { slot } | Action::Repair { slot } => {
+                let slot = action::RangeSlot {
+                    name: slot.name.clone(),
+                    from: encoded_as(encoding, slot.from, 0),
+                    to: encoded_as(encoding, slot.to, 0),
+                };
+                if matches!(a, Action::Repair { .. }) { Action::Repair { slot } } else { Action::CreateRange { slot } }
+            }
+            other => other.clone(),
+        };
+        let want_actions: Vec<Action> = want.actions.iter().map(bounds_encoded).collect();
+        prop_assert_eq!(&got.actions, &want_actions);
+        prop_assert_eq!(&got.findings, &want.findings);
+        let mut want_summary = want.summary.clone();
+        for h in &mut want_summary.holes {
+            *h = (encoded_as(encoding, h.0, 0), encoded_as(encoding, h.1, 0));
+        }
+        prop_assert_eq!(&got.summary, &want_summary);
+    }
+}

@@ -92,6 +92,7 @@ pub struct SecretRef {
 }
 
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("!has(self.keyEncoding) || !self.interval.matches('^\\\\s*[0-9]+\\\\s*$')").message("spec.range.keyEncoding: the key holds time, so spec.range.interval must be \"N unit\", e.g. \"1 day\""))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RangeSpec {
     /// "N unit" (hour, day, week, month, quarter, year; plurals too), or a positive integer for an integer key.
@@ -107,6 +108,30 @@ pub struct RangeSpec {
     /// IANA name or fixed offset (+01:00); boundaries are local to it. Default UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_zone: Option<String>,
+    /// The key holds time in another type: uuidv7 (a uuid whose first 48 bits count milliseconds since 1970) or epochSeconds, epochMillis, epochMicros (an integer counting them since 1970, UTC). The policy is then written in time and the bounds are encoded into the key's type. Absent: the key's own type decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_encoding: Option<KeyEncoding>,
+}
+
+/// How a range key that is not a date or timestamp holds time (`spec.range.keyEncoding`).
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum KeyEncoding {
+    Uuidv7,
+    EpochSeconds,
+    EpochMillis,
+    EpochMicros,
+}
+
+impl KeyEncoding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyEncoding::Uuidv7 => "uuidv7",
+            KeyEncoding::EpochSeconds => "epochSeconds",
+            KeyEncoding::EpochMillis => "epochMillis",
+            KeyEncoding::EpochMicros => "epochMicros",
+        }
+    }
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]

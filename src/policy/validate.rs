@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{OnRows, PartitionPolicySpec, RetentionAction};
+use super::{KeyEncoding, OnRows, PartitionPolicySpec, RetentionAction};
 use crate::error::{Error, Result};
 use crate::policy::template::Template;
 use crate::policy::units::{Interval, TimeStep, Zone, parse_short_duration};
@@ -38,6 +38,8 @@ pub struct RangePolicy {
     pub start_from: Option<String>,
     pub zone: Zone,
     pub template: Template,
+    /// How the key holds time when it is not a date or timestamp (`keyEncoding`).
+    pub key_encoding: Option<KeyEncoding>,
 }
 
 #[derive(Clone, Debug)]
@@ -161,12 +163,23 @@ pub fn validate(spec: &PartitionPolicySpec) -> Result<ValidPolicy> {
             template
                 .validate_for(&interval)
                 .map_err(|e| Error::invalid("spec.naming.template", e))?;
+            if let (Some(e), Interval::Integer(_)) = (r.key_encoding, interval) {
+                return Err(Error::invalid(
+                    "spec.range.keyEncoding",
+                    format!(
+                        "{}: the key holds time, so spec.range.interval must be \"N unit\", e.g. \"1 day\", not {:?}",
+                        e.as_str(),
+                        r.interval
+                    ),
+                ));
+            }
             Kind::Range(RangePolicy {
                 interval,
                 premake: premake as u32,
                 start_from: r.start_from.clone(),
                 zone,
                 template,
+                key_encoding: r.key_encoding,
             })
         }
         (None, Some(l), None) => {
