@@ -458,8 +458,9 @@ async fn scan_default(
             Some(c) => format!(" AND {} >= {}", ident(key), render_key_value(c, kind)),
             None => String::new(),
         };
+        // The least key from the cursor on (ORDER BY, not min(): uuid has no min()).
         let row = client
-            .query_one(
+            .query_opt(
                 &format!(
                     "SELECT {k}::text FROM {source}{filter} ORDER BY {k} LIMIT 1",
                     k = ident(key)
@@ -467,7 +468,7 @@ async fn scan_default(
                 &[],
             )
             .await?;
-        let Some(text) = row.get::<_, Option<String>>(0) else {
+        let Some(text) = row.and_then(|r| r.get::<_, Option<String>>(0)) else {
             break;
         };
         let Ok(k) = parse_key_value(&text, kind) else {

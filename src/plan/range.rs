@@ -58,7 +58,7 @@ pub(super) fn range_key_kind(r: &RangePolicy, table: &ObservedTable) -> Result<K
                 Error::mismatch(
                     "spec.range.keyEncoding",
                     format!(
-                        "{qualified} has a {key_type} key, which can't hold {}: uuidv7 needs a uuid key, epochSeconds an integer or bigint key, epochMillis and epochMicros a bigint key",
+                        "the key of {qualified} is {key_type}, which can't hold {}: uuidv7 needs a uuid key, epochSeconds an integer or bigint key, epochMillis and epochMicros a bigint key",
                         e.as_str()
                     ),
                 )

@@ -232,3 +232,29 @@ pub fn with_database(url: &str, db: &str) -> String {
         None => format!("{base}/{db}"),
     }
 }
+
+/// Creates `uuidv7_at(t timestamptz) RETURNS uuid` in the connected database: a UUIDv7 for
+/// the instant `t`, made by the server. On PostgreSQL 18 it is the built-in `uuidv7()`
+/// shifted to `t`; older majors have no uuidv7(), so there it is the same layout in SQL
+/// (48 bits of milliseconds since 1970, version 7, variant 10, random bits).
+pub async fn create_uuidv7_at(client: &Client) {
+    let version: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .expect("server_version_num")
+        .get(0);
+    let body = if version >= 180_000 {
+        "SELECT uuidv7(t - clock_timestamp())"
+    } else {
+        "SELECT (lpad(to_hex(floor(extract(epoch FROM t) * 1000)::bigint), 12, '0')
+                 || '7' || substr(md5(random()::text), 1, 3)
+                 || to_hex(8 + floor(random() * 4)::int) || substr(md5(random()::text), 1, 15))::uuid"
+    };
+    sql(
+        client,
+        &format!(
+            "CREATE FUNCTION uuidv7_at(t timestamptz) RETURNS uuid LANGUAGE sql VOLATILE AS $f$ {body} $f$"
+        ),
+    )
+    .await;
+}
