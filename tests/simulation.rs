@@ -2,7 +2,8 @@
 //! PostgreSQL of the test's own, one pass per simulated day, with a seeded generator of
 //! what happens between passes: rows at now, late rows and rows far ahead, policy edits
 //! (premake, retention, suspend, interval, time zone), SIGKILL in the middle of a pass, two
-//! passes at once, clock jumps forward and back, and a PostgreSQL restart.
+//! passes at once, clock jumps forward and back, and a PostgreSQL restart. The tables' keys
+//! are timestamptz, bigint, and time held in a bigint (epochMillis) and in a UUIDv7.
 //!
 //! After every completed pass, for every table:
 //! * every key from now to the end of the premake window lands in a partition (probed by
@@ -65,6 +66,8 @@ struct Pol {
     /// onRows of a DEFAULT partition pgpart keeps.
     default: Option<&'static str>,
     suspend_until: Option<i64>,
+    /// `keyEncoding` of a time key held in a uuid or an integer (None: timestamptz).
+    encoding: Option<&'static str>,
 }
 
 impl Pol {
@@ -80,6 +83,75 @@ impl Pol {
         self.zone.parse().expect("zone parses")
     }
 
+    /// The key column's type.
+    fn column(&self) -> &'static str {
+        match self.encoding {
+            _ if !self.time() => "bigint",
+            None => "timestamptz",
+            Some("uuidv7") => "uuid",
+            Some(_) => "bigint",
+        }
+    }
+
+    /// Units of an epoch encoding per second.
+    fn per_second(&self) -> i64 {
+        match self.encoding {
+            Some("epochSeconds") => 1,
+            Some("epochMillis") => 1_000,
+            Some("epochMicros") => 1_000_000,
+            other => panic!("{other:?} is not an epoch encoding"),
+        }
+    }
+
+    /// SQL for the key of a row at the instant `at` (RFC 3339), made by the server.
+    fn key_sql(&self, at: &str) -> String {
+        match self.encoding {
+            None => format!("'{at}'::timestamptz"),
+            Some("uuidv7") => format!("uuidv7_at('{at}')"),
+            Some(_) => format!(
+                "floor(extract(epoch FROM '{at}'::timestamptz) * {})::bigint",
+                self.per_second()
+            ),
+        }
+    }
+
+    /// SQL for the least key at or after the instant `at`: an instant, or its encoding with
+    /// nothing below the millisecond (UUIDv7) or the unit (epoch).
+    fn least_key_sql(&self, at: &str) -> String {
+        match self.encoding {
+            Some("uuidv7") => format!(
+                "(lpad(to_hex(floor(extract(epoch FROM '{at}'::timestamptz) * 1000)::bigint), 12, '0') || repeat('0', 20))::uuid"
+            ),
+            _ => self.key_sql(at),
+        }
+    }
+
+    /// The instant a time bound (catalog text under TimeZone UTC) stands for, decoded by
+    /// hand for an encoded key: a UUIDv7's first 48 bits, or the epoch count.
+    fn bound_instant(&self, bound: &str) -> DateTime<Utc> {
+        let bad =
+            |e: &dyn std::fmt::Display| -> ! { panic!("{} bound {bound:?}: {e}", self.table) };
+        match self.encoding {
+            None => DateTime::parse_from_str(bound, "%Y-%m-%d %H:%M:%S%#z")
+                .unwrap_or_else(|e| bad(&e))
+                .to_utc(),
+            Some("uuidv7") => {
+                let hex: String = bound.chars().filter(|c| *c != '-').take(12).collect();
+                let ms = i64::from_str_radix(&hex, 16).unwrap_or_else(|e| bad(&e));
+                DateTime::from_timestamp_millis(ms).unwrap_or_else(|| bad(&"out of range"))
+            }
+            Some(_) => {
+                let n: i64 = bound.parse().unwrap_or_else(|e| bad(&e));
+                let per = self.per_second();
+                DateTime::from_timestamp(
+                    n.div_euclid(per),
+                    (n.rem_euclid(per) * (1_000_000_000 / per)) as u32,
+                )
+                .unwrap_or_else(|| bad(&"out of range"))
+            }
+        }
+    }
+
     fn yaml(&self, day: i64) -> String {
         let mut spec = format!(
             "table: public.{}\nrange: {{interval: \"{}\", premake: {}{}}}\n",
@@ -87,7 +159,13 @@ impl Pol {
             self.interval,
             self.premake,
             if self.time() {
-                format!(", timeZone: \"{}\"", self.zone)
+                format!(
+                    ", timeZone: \"{}\"{}",
+                    self.zone,
+                    self.encoding
+                        .map(|e| format!(", keyEncoding: {e}"))
+                        .unwrap_or_default()
+                )
             } else {
                 String::new()
             }
@@ -135,6 +213,7 @@ fn policies() -> Vec<Pol> {
             retention: ret("14 days", "Drop", 48),
             default: None,
             suspend_until: None,
+            encoding: None,
         },
         Pol {
             table: "daily",
@@ -144,6 +223,7 @@ fn policies() -> Vec<Pol> {
             retention: ret("60 days", "Detach", 5),
             default: Some("Report"),
             suspend_until: None,
+            encoding: None,
         },
         Pol {
             table: "weekly",
@@ -153,6 +233,7 @@ fn policies() -> Vec<Pol> {
             retention: ret("20 weeks", "MoveToSchema", 3),
             default: None,
             suspend_until: None,
+            encoding: None,
         },
         Pol {
             table: "monthly",
@@ -162,6 +243,7 @@ fn policies() -> Vec<Pol> {
             retention: ret("12 months", "Drop", 2),
             default: Some("Repair"),
             suspend_until: None,
+            encoding: None,
         },
         Pol {
             table: "quarterly",
@@ -171,6 +253,7 @@ fn policies() -> Vec<Pol> {
             retention: None,
             default: None,
             suspend_until: None,
+            encoding: Some("epochMillis"),
         },
         Pol {
             table: "yearly",
@@ -180,6 +263,17 @@ fn policies() -> Vec<Pol> {
             retention: None,
             default: None,
             suspend_until: None,
+            encoding: None,
+        },
+        Pol {
+            table: "orders",
+            interval: "1 week".into(),
+            premake: 3,
+            zone: "Europe/Berlin",
+            retention: ret("8 weeks", "Drop", 3),
+            default: Some("Repair"),
+            suspend_until: None,
+            encoding: Some("uuidv7"),
         },
         Pol {
             table: "ids",
@@ -189,6 +283,7 @@ fn policies() -> Vec<Pol> {
             retention: ret("20000", "Detach", 4),
             default: None,
             suspend_until: None,
+            encoding: None,
         },
     ]
 }
@@ -231,16 +326,14 @@ async fn attached(c: &Client, table: &str) -> Vec<Attached> {
         .collect()
 }
 
-/// Whether a bound (catalog text under TimeZone UTC, or an integer) is at or before the
-/// cutoff (RFC 3339, or an integer).
-fn ends_by(bound: &str, cutoff: &str) -> bool {
-    match (bound.parse::<i64>(), cutoff.parse::<i64>()) {
-        (Ok(b), Ok(c)) => b <= c,
-        _ => {
-            let b = DateTime::parse_from_str(bound, "%Y-%m-%d %H:%M:%S%#z")
-                .unwrap_or_else(|e| panic!("bound {bound:?}: {e}"));
-            b <= clock::parse(cutoff)
-        }
+/// Whether a bound of `p` (catalog text under TimeZone UTC, an encoded time, or an integer)
+/// is at or before the cutoff (RFC 3339, or an integer).
+fn ends_by(p: &Pol, bound: &str, cutoff: &str) -> bool {
+    if p.time() {
+        p.bound_instant(bound) <= clock::parse(cutoff)
+    } else {
+        let n = |s: &str| s.parse::<i64>().unwrap_or_else(|e| panic!("{s:?}: {e}"));
+        n(bound) <= n(cutoff)
     }
 }
 
@@ -318,8 +411,13 @@ impl Sim {
     /// each row went to, or the error.
     async fn probe(&mut self, p: &Pol, keys: &[String]) -> Result<Vec<String>, String> {
         let key = if p.time() { "at" } else { "id" };
-        let cast = if p.time() { "timestamptz" } else { "bigint" };
-        let values: Vec<String> = keys.iter().map(|k| format!("('{k}'::{cast})")).collect();
+        let values: Vec<String> = keys
+            .iter()
+            .map(|k| match p.time() {
+                true => format!("({})", p.key_sql(k)),
+                false => format!("({k}::bigint)"),
+            })
+            .collect();
         let tx = self.client.transaction().await.map_err(|e| e.to_string())?;
         let rows = tx
             .query(
@@ -359,7 +457,7 @@ impl Sim {
                 }
                 let values: Vec<String> = keys
                     .iter()
-                    .map(|k| format!("('{}'::timestamptz)", clock::rfc3339(*k)))
+                    .map(|k| format!("({})", p.key_sql(&clock::rfc3339(*k))))
                     .collect();
                 let sql = format!(
                     "INSERT INTO public.{} (at) VALUES {}",
@@ -581,7 +679,14 @@ impl Sim {
                         .map_or(0, |k| k.iter().filter(|k| **k >= at).count() as i64);
                     let have: i64 = self
                         .client
-                        .query_one(&format!("SELECT count(*) FROM public.{} WHERE at >= '{cutoff}'::timestamptz", p.table), &[])
+                        .query_one(
+                            &format!(
+                                "SELECT count(*) FROM public.{} WHERE at >= {}",
+                                p.table,
+                                p.least_key_sql(&cutoff)
+                            ),
+                            &[],
+                        )
                         .await
                         .unwrap()
                         .get(0);
@@ -642,7 +747,7 @@ impl Sim {
                             format!("{}: retired {} that pgpart did not make", p.table, g.name),
                         );
                     }
-                    if !ends_by(&g.to, &cutoff) {
+                    if !ends_by(&p, &g.to, &cutoff) {
                         self.fail(
                             day,
                             now,
@@ -659,11 +764,11 @@ impl Sim {
             {
                 let mut expired_before: usize = 0;
                 for a in before[p.table].iter().filter(|a| a.managed) {
-                    expired_before += usize::from(ends_by(&a.to, &cutoff));
+                    expired_before += usize::from(ends_by(&p, &a.to, &cutoff));
                 }
                 let expired_after = after[p.table]
                     .iter()
-                    .filter(|a| a.managed && ends_by(&a.to, &cutoff))
+                    .filter(|a| a.managed && ends_by(&p, &a.to, &cutoff))
                     .count();
                 if expired_after > expired_before.saturating_sub(p.max_per_pass()) {
                     self.fail(day, now, format!("{}: {expired_after} expired partitions left of {expired_before} (maxPerPass {})", p.table, p.max_per_pass()));
@@ -685,6 +790,7 @@ async fn simulate(seed: u64, days: i64) {
     let mut rng = Rng::new(seed);
     let server = OwnPg::start(17, &[]);
     let client = support::pg::connect(&server.url).await;
+    support::pg::create_uuidv7_at(&client).await;
     let url = server.url.clone();
     let mut sim = Sim {
         seed,
@@ -697,16 +803,12 @@ async fn simulate(seed: u64, days: i64) {
     };
     let mut ddl = String::from("CREATE SCHEMA archive;");
     for p in &sim.pols {
-        let key = if p.time() {
-            "at timestamptz NOT NULL"
-        } else {
-            "id bigint NOT NULL"
-        };
+        let key = if p.time() { "at" } else { "id" };
         let _ = write!(
             ddl,
-            "CREATE TABLE public.{} ({key}, note text) PARTITION BY RANGE ({});",
+            "CREATE TABLE public.{} ({key} {} NOT NULL, note text) PARTITION BY RANGE ({key});",
             p.table,
-            key.split(' ').next().unwrap()
+            p.column()
         );
     }
     let start = clock::now();
