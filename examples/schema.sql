@@ -66,3 +66,16 @@ CREATE TABLE public.page_views (
     path      text        NOT NULL,
     PRIMARY KEY (id, viewed_at)
 ) PARTITION BY RANGE (viewed_at);
+
+-- uuidv7-key.yaml: keyed by a UUIDv7 (on PostgreSQL 18: DEFAULT uuidv7()).
+CREATE TABLE public.shipments (
+    id      uuid NOT NULL,
+    carrier text NOT NULL,
+    PRIMARY KEY (id)
+) PARTITION BY RANGE (id);
+
+-- epoch-millis-key.yaml: keyed by milliseconds since 1970.
+CREATE TABLE public.clicks (
+    at_ms   bigint NOT NULL,
+    element text   NOT NULL
+) PARTITION BY RANGE (at_ms);
