@@ -338,7 +338,18 @@ pub(super) fn plan_range(
     }
 
     // Holes: keys from now to the end of the premake window that no partition takes now,
-    // and those this plan would leave without one.
+    // and those this plan would leave without one. An encoded key whose type ends before
+    // now (seconds in an integer after 2038) has no key for now at all.
+    if kind.is_encoded() && now_key == KeyValue::Max {
+        findings.push(finding(
+            "Hole",
+            format!(
+                "now ({}) is past the last time a {} key can hold, so no partition can be made for it: use a bigint key",
+                now.format("%Y-%m-%dT%H:%M:%SZ"),
+                table.key_types[0]
+            ),
+        ));
+    }
     let horizon_end = grid
         .slot_at(r.interval, horizon)
         .map(|s| s.to)

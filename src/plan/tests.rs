@@ -713,3 +713,24 @@ proptest! {
         prop_assert_eq!(&got.summary, &want_summary);
     }
 }
+
+#[test]
+fn a_time_past_what_the_key_holds_is_a_hole() {
+    let p = policy("range: {interval: 1 month, premake: 2, keyEncoding: epochSeconds}");
+    let mut tb = table(vec![]);
+    tb.key_types = vec!["integer".into()];
+    // The window of 2037-12 reaches past 2038-01-19T03:14:07Z: what fits is made, the rest
+    // is a hole.
+    let plan_ = super::plan(&p, Some(&tb), at(2037, 12, 10, 0)).unwrap();
+    assert_eq!(creates(&plan_).len(), 1, "{:?}", plan_.actions);
+    assert_eq!(reasons(&plan_), ["Hole"]);
+    // Past it, nothing can be made, and that is said.
+    let plan_ = super::plan(&p, Some(&tb), at(2039, 1, 1, 0)).unwrap();
+    assert!(plan_.actions.is_empty(), "{:?}", plan_.actions);
+    assert_eq!(reasons(&plan_), ["Hole"]);
+    assert!(
+        plan_.findings[0].message.contains("integer key"),
+        "{:?}",
+        plan_.findings
+    );
+}
