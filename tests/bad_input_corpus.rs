@@ -70,7 +70,8 @@ async fn fixtures(db: &TestDb) {
              CREATE TABLE public.hashed_1 PARTITION OF public.hashed FOR VALUES WITH (MODULUS 4, REMAINDER 1);
              CREATE TABLE public.hashed_2 PARTITION OF public.hashed FOR VALUES WITH (MODULUS 4, REMAINDER 2);
              CREATE TABLE public.hashed_3 PARTITION OF public.hashed FOR VALUES WITH (MODULUS 4, REMAINDER 3);
-             CREATE TABLE public.plain (id bigint NOT NULL, at timestamptz NOT NULL);",
+             CREATE TABLE public.plain (id bigint NOT NULL, at timestamptz NOT NULL);
+             CREATE TABLE public.shipments (id uuid NOT NULL) PARTITION BY RANGE (id);",
         ))
         .await
         .expect("corpus fixtures");
