@@ -1026,7 +1026,12 @@ fn all_reasons() -> BTreeMap<&'static str, BTreeSet<String>> {
     // The planner's findings, wherever in src/plan they are made.
     let mut files: Vec<String> = std::fs::read_dir(root().join("src/plan"))
         .expect("src/plan")
-        .map(|e| format!("src/plan/{}", e.expect("entry").file_name().to_string_lossy()))
+        .map(|e| {
+            format!(
+                "src/plan/{}",
+                e.expect("entry").file_name().to_string_lossy()
+            )
+        })
         .filter(|f| f.ends_with(".rs"))
         .collect();
     files.sort();

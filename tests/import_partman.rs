@@ -1,5 +1,6 @@
 //! `pgpart import-partman` against a real pg_partman 4.7 (PostgreSQL 15 from Debian):
-//! the printed policies are valid, keep pg_partman's names, and adopt its partitions.
+//! the printed policies are valid, keep pg_partman's names (and its epoch keys), and adopt
+//! its partitions.
 
 mod support;
 
@@ -25,7 +26,9 @@ async fn imported_policies_adopt_what_pg_partman_made() {
              SELECT partman.create_parent('public.hb', 'ts', 'native', 'monthly', p_premake := 6);
              UPDATE partman.part_config SET retention = '24 months', retention_keep_table = false WHERE parent_table = 'public.hb';
              CREATE TABLE public.ev (id bigint NOT NULL) PARTITION BY RANGE (id);
-             SELECT partman.create_parent('public.ev', 'id', 'native', '1000000', p_premake := 3);",
+             SELECT partman.create_parent('public.ev', 'id', 'native', '1000000', p_premake := 3);
+             CREATE TABLE public.clicks (at bigint NOT NULL) PARTITION BY RANGE (at);
+             SELECT partman.create_parent('public.clicks', 'at', 'native', 'daily', p_premake := 3, p_epoch := 'milliseconds');",
         )
         .await
         .expect("pg_partman set-up");
@@ -56,6 +59,10 @@ async fn imported_policies_adopt_what_pg_partman_made() {
     );
     assert!(yaml.contains("name: billing-db"), "{yaml}");
     assert!(
+        yaml.contains("table: public.clicks") && yaml.contains("keyEncoding: epochMillis"),
+        "pg_partman's epoch milliseconds are a keyEncoding: {yaml}"
+    );
+    assert!(
         yaml.contains("timeZone: Europe/Berlin"),
         "the database's zone, not the UTC pgpart sets for itself: {yaml}"
     );
@@ -80,7 +87,7 @@ async fn imported_policies_adopt_what_pg_partman_made() {
         &now,
     )
     .await;
-    for table in ["public.hb", "public.ev"] {
+    for table in ["public.hb", "public.ev", "public.clicks"] {
         let p = plan_for(&doc, table);
         let kinds: Vec<&str> = p["actions"]
             .as_array()
