@@ -122,7 +122,8 @@ async fn a_uuidv7_key_is_partitioned_by_the_time_it_holds(server: &Server) {
              (uuidv7_at('2026-11-01T00:00:00Z'), 'first instant'),
              (uuidv7_at('2026-12-15T12:00:00Z'), 'mid december'),
              (uuidv7_at('2027-02-28T23:59:59.998Z'), 'last of february'),
-             (uuidv7_at('2026-10-05T08:00:00Z'), 'october, early');",
+             (uuidv7_at('2026-10-05T08:00:00Z'), 'october, early'),
+             (gen_random_uuid(), 'a v4, no time');",
     )
     .await;
     for (note, part) in [
@@ -130,11 +131,13 @@ async fn a_uuidv7_key_is_partitioned_by_the_time_it_holds(server: &Server) {
         ("mid december", "orders_p20261201"),
         ("last of february", "orders_p20270201"),
         ("october, early", "orders_default"),
+        ("a v4, no time", "orders_default"),
     ] {
         assert_eq!(home(c, "public.orders", note).await, part, "{note}");
     }
 
-    // The default's October row gets its month: repaired, not copied, nothing lost.
+    // The default's October row gets its month: repaired, not copied, nothing lost. The v4
+    // holds no time: it stays in the default, reported.
     let rows = count(c, "public.orders").await;
     let run = cli::apply(&db.url, &policy, now).await;
     run.ok("repair");
@@ -148,7 +151,14 @@ async fn a_uuidv7_key_is_partitioned_by_the_time_it_holds(server: &Server) {
         "orders_p20261001"
     );
     assert_eq!(count(c, "public.orders").await, rows);
-    assert_eq!(count(c, "ONLY public.orders_default").await, 0);
+    assert_eq!(
+        home(c, "public.orders", "a v4, no time").await,
+        "orders_default"
+    );
+    assert_eq!(count(c, "ONLY public.orders_default").await, 1);
+    let doc = cli::plan_json(&db.url, &policy, now).await;
+    let findings = plan_for(&doc, "public.orders")["findings"].to_string();
+    assert!(findings.contains("RowsInDefault"), "{doc:#}");
     let again = cli::apply(&db.url, &policy, now).await;
     again.ok("apply again");
     assert!(again.action_lines().is_empty(), "{}", again.both());
@@ -312,7 +322,8 @@ async fn a_key_that_cannot_hold_the_encoding_is_refused_naming_the_field(server:
         c,
         "CREATE TABLE public.u (id uuid NOT NULL) PARTITION BY RANGE (id);
          CREATE TABLE public.i (at integer NOT NULL) PARTITION BY RANGE (at);
-         CREATE TABLE public.b (at bigint NOT NULL) PARTITION BY RANGE (at);",
+         CREATE TABLE public.b (at bigint NOT NULL) PARTITION BY RANGE (at);
+         CREATE TABLE public.s (at smallint NOT NULL) PARTITION BY RANGE (at);",
     )
     .await;
     let now = "2026-11-22T10:00:00Z";
@@ -328,6 +339,10 @@ async fn a_key_that_cannot_hold_the_encoding_is_refused_naming_the_field(server:
         (
             "table: public.b\nrange: {interval: 1 day, keyEncoding: uuidv7}",
             "is bigint, which can't hold uuidv7",
+        ),
+        (
+            "table: public.s\nrange: {interval: 1 day, keyEncoding: epochSeconds}",
+            "is smallint, which can't hold epochSeconds",
         ),
         (
             "table: public.u\nrange: {interval: 1 day, keyEncoding: epochSeconds}",

@@ -107,9 +107,10 @@ pub async fn import(url: &str, secret: &str) -> Result<()> {
             "none" => None,
             "seconds" => Some(KeyEncoding::EpochSeconds),
             "milliseconds" => Some(KeyEncoding::EpochMillis),
+            "microseconds" => Some(KeyEncoding::EpochMicros),
             other => {
                 eprintln!(
-                    "# skipped {table}: epoch {other:?} has no pgpart keyEncoding (seconds and milliseconds do)"
+                    "# skipped {table}: epoch {other:?} has no pgpart keyEncoding (seconds, milliseconds and microseconds do)"
                 );
                 continue;
             }

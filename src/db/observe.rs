@@ -477,6 +477,12 @@ async fn scan_default(
         keys.push(k);
         match crate::plan::grid::slot_containing(policy, kind, k) {
             Some((_, to)) if to != KeyValue::Max && Some(to) != cursor => cursor = Some(to),
+            // A key in no slot (a uuid that is not a UUIDv7, under keyEncoding: uuidv7): it
+            // stays in the default, reported; look past it for keys that have one.
+            None if matches!(k, KeyValue::Uuid(u) if u < u128::MAX) => {
+                let KeyValue::Uuid(u) = k else { break };
+                cursor = Some(KeyValue::Uuid(u + 1));
+            }
             _ => break,
         }
     }

@@ -24,10 +24,10 @@ impl Grid<'_> {
     ) -> Option<RangeSlot> {
         let from = self.time_value(local);
         let to = self.time_value(step.shift(local, 1));
-        // An encoded key's type cannot hold every time (MIN/MAX stand for beyond it): no
-        // slot is made that reaches past what it holds.
-        let held = |v| !matches!(v, KeyValue::Min | KeyValue::Max);
-        (from < to && held(from) && held(to)).then(|| RangeSlot {
+        // An encoded key's type cannot hold every time: beyond it, time_value is MINVALUE or
+        // MAXVALUE, so the slot that reaches past the last value the type holds ends at
+        // MAXVALUE and the ones after it are empty.
+        (from < to).then(|| RangeSlot {
             name: self.r.template.render(self.table, &SlotStart::Time(local)),
             from,
             to,

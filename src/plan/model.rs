@@ -148,14 +148,31 @@ impl KeyKind {
         })
     }
 
+    /// The largest value of an encoded key's type (the end of the time it can hold).
+    pub fn last_value(self) -> KeyValue {
+        match self {
+            KeyKind::Epoch { max, .. } => KeyValue::Int(max),
+            KeyKind::Uuidv7 => KeyValue::Uuid(u128::MAX),
+            _ => KeyValue::Max,
+        }
+    }
+
     /// The instant an encoded key value stands for (a UUIDv7's millisecond, an epoch value's
-    /// unit); `None` for other kinds and for MINVALUE/MAXVALUE.
+    /// unit); `None` for other kinds, MINVALUE/MAXVALUE and a uuid that is not a UUIDv7.
     pub fn decode(self, v: KeyValue) -> Option<DateTime<Utc>> {
         let micros = match (self, v) {
             (KeyKind::Epoch { per_second, .. }, KeyValue::Int(i)) => {
                 i64::try_from(i128::from(i) * (1_000_000 / i128::from(per_second))).ok()?
             }
-            (KeyKind::Uuidv7, KeyValue::Uuid(u)) => ((u >> UUIDV7_TAIL_BITS) as i64) * 1_000,
+            (KeyKind::Uuidv7, KeyValue::Uuid(u)) => {
+                // A bound has nothing after its milliseconds; a row's key must be a UUIDv7
+                // (version 7), else its first bits are no time at all (a v4 is random).
+                let tail = u & ((1u128 << UUIDV7_TAIL_BITS) - 1);
+                if tail != 0 && (u >> 76) & 0xf != 7 {
+                    return None;
+                }
+                ((u >> UUIDV7_TAIL_BITS) as i64) * 1_000
+            }
             _ => return None,
         };
         DateTime::from_timestamp_micros(micros)

@@ -50,8 +50,11 @@ pub(super) fn range_key_kind(r: &RangePolicy, table: &ObservedTable) -> Result<K
         Some(e) => column
             .encoded(e)
             .filter(|k| match k {
-                // Milli- and microseconds since 1970 outgrow an integer within days.
-                KeyKind::Epoch { per_second, max, .. } => *per_second == 1 || *max == i64::MAX,
+                // Seconds since 1970 outgrow a smallint within hours, milli- and microseconds
+                // an integer within days.
+                KeyKind::Epoch { per_second, max, .. } => {
+                    (*per_second == 1 && *max >= i64::from(i32::MAX)) || *max == i64::MAX
+                }
                 _ => true,
             })
             .ok_or_else(|| {
@@ -341,6 +344,8 @@ pub(super) fn plan_range(
     // and those this plan would leave without one. An encoded key whose type ends before
     // now (seconds in an integer after 2038) has no key for now at all.
     if kind.is_encoded() && now_key == KeyValue::Max {
+        // A hole, so the pass fails as for any key without a partition (not Ready).
+        summary.holes.push((kind.last_value(), KeyValue::Max));
         findings.push(finding(
             "Hole",
             format!(
@@ -354,7 +359,9 @@ pub(super) fn plan_range(
         .slot_at(r.interval, horizon)
         .map(|s| s.to)
         .unwrap_or(KeyValue::Max);
-    summary.holes = uncovered(now_key, horizon_end, &spans);
+    summary
+        .holes
+        .extend(uncovered(now_key, horizon_end, &spans));
     let mut after = spans.clone();
     after.extend(creates.iter().copied());
     after.sort();

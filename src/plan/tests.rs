@@ -719,12 +719,15 @@ fn a_time_past_what_the_key_holds_is_a_hole() {
     let p = policy("range: {interval: 1 month, premake: 2, keyEncoding: epochSeconds}");
     let mut tb = table(vec![]);
     tb.key_types = vec!["integer".into()];
-    // The window of 2037-12 reaches past 2038-01-19T03:14:07Z: what fits is made, the rest
-    // is a hole.
+    // The window of 2037-12 reaches past 2038-01-19T03:14:07Z: January 2038 ends at
+    // MAXVALUE (the last second the integer holds is in it), no partition after it.
     let plan_ = super::plan(&p, Some(&tb), at(2037, 12, 10, 0)).unwrap();
-    assert_eq!(creates(&plan_).len(), 1, "{:?}", plan_.actions);
-    assert_eq!(reasons(&plan_), ["Hole"]);
-    // Past it, nothing can be made, and that is said.
+    let made = creates(&plan_);
+    assert_eq!(made.len(), 2, "{:?}", plan_.actions);
+    assert_eq!(made[1].1, KeyValue::Int(2_145_916_800), "2038-01-01");
+    assert_eq!(made[1].2, KeyValue::Max);
+    assert!(plan_.findings.is_empty(), "{:?}", plan_.findings);
+    // Past it, nothing can be made: a hole, so the pass fails rather than reports Ready.
     let plan_ = super::plan(&p, Some(&tb), at(2039, 1, 1, 0)).unwrap();
     assert!(plan_.actions.is_empty(), "{:?}", plan_.actions);
     assert_eq!(reasons(&plan_), ["Hole"]);
@@ -732,5 +735,34 @@ fn a_time_past_what_the_key_holds_is_a_hole() {
         plan_.findings[0].message.contains("integer key"),
         "{:?}",
         plan_.findings
+    );
+    assert_eq!(
+        plan_.summary.holes,
+        [(KeyValue::Int(i32::MAX.into()), KeyValue::Max)]
+    );
+    // Seconds in a smallint end in 1970: refused, naming the field.
+    tb.key_types = vec!["smallint".into()];
+    let err = super::plan(&p, Some(&tb), at(2026, 1, 1, 0))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("spec.range.keyEncoding") && err.contains("smallint"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_uuid_that_is_not_a_uuidv7_holds_no_time() {
+    let kind = super::model::KeyKind::Uuidv7;
+    let ms = 1_767_225_600_000u128 << 80;
+    // A bound (nothing after the milliseconds) and a UUIDv7 row are times; a v4 is not.
+    assert!(kind.decode(KeyValue::Uuid(ms)).is_some());
+    assert!(
+        kind.decode(KeyValue::Uuid(ms | 0x7abc_8def_0000_0000_0001))
+            .is_some()
+    );
+    assert_eq!(
+        kind.decode(KeyValue::Uuid(ms | 0x4abc_8def_0000_0000_0001)),
+        None
     );
 }
