@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{Output, RunArgs};
 use crate::db::connect::Target;
 use crate::db::execute::{Outcome, can_detach_concurrently};
-use crate::db::observe::{observe, plan_table};
+use crate::db::observe::{observe, plan_table, time_keyed};
 use crate::engine;
 use crate::error::{Error, Result};
 use crate::plan::{Plan, action};
@@ -59,7 +59,9 @@ pub async fn run(args: RunArgs, apply: bool, output: Output) -> Result<()> {
             .iter()
             .map(|(_, v)| (v.schema.clone(), v.table.clone()))
             .collect();
-        let mut observed = observe(&client, Some(&tables), false).await?;
+        let time_keyed: Vec<(String, String)> =
+            valid.iter().flat_map(|(_, v)| time_keyed(v)).collect();
+        let mut observed = observe(&client, Some(&tables), &time_keyed, false).await?;
         let mut planned = Vec::new();
         for (name, v) in valid {
             let table = observed.take(&v.schema, &v.table);

@@ -17,7 +17,7 @@ pub async fn status(url: &str, table: Option<&str>, output: Output) -> Result<()
         .transpose()
         .map_err(|e| Error::Input(format!("--table: {e}")))?;
     let client = target.connect().await?;
-    let observed = observe(&client, only.as_ref().map(std::slice::from_ref), true).await?;
+    let observed = observe(&client, only.as_ref().map(std::slice::from_ref), &[], true).await?;
     if let (Some(t), true) = (table, observed.tables.is_empty()) {
         return Err(Error::TableMissing {
             table: t.to_string(),

@@ -446,7 +446,10 @@ async fn pass_inner(
     let description = target.describe();
     let (pool, observer) = ctx.pools.get_with_observer(key, &target, ctx.pool_size);
     // The shared observation first: it takes a session of the pool itself.
-    let seen = observer.observe(&pool, &valid.schema, &valid.table).await?;
+    let time_keyed = !crate::db::observe::time_keyed(valid).is_empty();
+    let seen = observer
+        .observe(&pool, &valid.schema, &valid.table, time_keyed)
+        .await?;
     let mut conn = pool::get(&pool).await?;
     let first = plan_table(&conn, seen.table, valid, now).await?;
     // Claim the table only once the policy plans cleanly: a broken policy must not make

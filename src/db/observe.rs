@@ -120,7 +120,10 @@ SELECT p.nspname, p.relname, p.partstrat::text,
          'SELECT (SELECT %1$I FROM %2$I.%3$I WHERE %1$I IS NOT NULL ORDER BY 1 LIMIT 1)::text AS lo, '
          '(SELECT %1$I FROM %2$I.%3$I WHERE %1$I IS NOT NULL ORDER BY 1 DESC LIMIT 1)::text AS hi',
          p.key1, p.default_schema, p.default_name), false, true, '')::text END AS default_span,
-       CASE WHEN p.partstrat = 'r' AND p.key1_type IN ('smallint', 'integer', 'bigint') AND NOT p.rows_unread THEN
+       -- max(key): for integer keys, but not those holding time ($5, $6: keyEncoding), whose plans never use it
+       CASE WHEN p.partstrat = 'r' AND p.key1_type IN ('smallint', 'integer', 'bigint') AND NOT p.rows_unread
+             AND NOT EXISTS (SELECT 1 FROM unnest($5::text[], $6::text[]) tk(schema_name, table_name)
+                              WHERE tk.schema_name = p.nspname AND tk.table_name = p.relname) THEN
          query_to_xml(format('SELECT max(%I)::text AS m FROM %I.%I WHERE tableoid <> %s',
            p.key1, p.nspname, p.relname, p.partdefid), false, true, '')::text END AS max_key,
        p.rows_unread
@@ -239,12 +242,26 @@ async fn bounded<T>(client: &Client, f: impl std::future::Future<Output = Result
 /// table): four statements sent together in one snapshot, whatever the number of tables.
 /// Rows of a table another session holds or awaits an ACCESS EXCLUSIVE lock on are not
 /// read (the table is marked `rows_unread`): one locked table must not stall the others.
+/// `time_keyed` names tables whose integer key holds time (`keyEncoding`): their max(key),
+/// a scan where the key has no index, is not read.
 pub async fn observe(
     client: &Client,
     only: Option<&[(String, String)]>,
+    time_keyed: &[(String, String)],
     with_sizes: bool,
 ) -> Result<Observation> {
-    observe_tables(client, only, with_sizes, false).await
+    observe_tables(client, only, time_keyed, with_sizes, false).await
+}
+
+/// `[(schema, table)]` of `policy` if its key holds time (`keyEncoding`), else empty: the
+/// `time_keyed` of [`observe`].
+pub fn time_keyed(policy: &ValidPolicy) -> Vec<(String, String)> {
+    match &policy.kind {
+        crate::policy::validate::Kind::Range(r) if r.key_encoding.is_some() => {
+            vec![(policy.schema.clone(), policy.table.clone())]
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// [`observe`], reading rows even of locked tables when `wait_for_locks` (bounded by the
@@ -252,6 +269,7 @@ pub async fn observe(
 async fn observe_tables(
     client: &Client,
     only: Option<&[(String, String)]>,
+    time_keyed: &[(String, String)],
     with_sizes: bool,
     wait_for_locks: bool,
 ) -> Result<Observation> {
@@ -263,8 +281,18 @@ async fn observe_tables(
         None => (None, None),
     };
     let exact = EXACT_DEFAULT_ROWS;
-    let parents_params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
-        [&schemas, &names, &exact, &wait_for_locks];
+    let (time_schemas, time_names): (Vec<&str>, Vec<&str>) = time_keyed
+        .iter()
+        .map(|(s, t)| (s.as_str(), t.as_str()))
+        .unzip();
+    let parents_params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+        &schemas,
+        &names,
+        &exact,
+        &wait_for_locks,
+        &time_schemas,
+        &time_names,
+    ];
     let partitions_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
         [&schemas, &names, &with_sizes];
     let retiring_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&schemas];
@@ -564,7 +592,8 @@ pub async fn plan_table(
     let mut table = match table {
         Some(t) if t.rows_unread => {
             let only = [(policy.schema.clone(), policy.table.clone())];
-            let mut o = observe_tables(client, Some(&only), false, true).await?;
+            let mut o =
+                observe_tables(client, Some(&only), &time_keyed(policy), false, true).await?;
             o.take(&policy.schema, &policy.table)
         }
         t => t,
@@ -593,7 +622,7 @@ pub async fn observe_and_plan(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(crate::plan::Plan, Observation)> {
     let only = [(policy.schema.clone(), policy.table.clone())];
-    let mut o = observe(client, Some(&only), false).await?;
+    let mut o = observe(client, Some(&only), &time_keyed(policy), false).await?;
     let table = o.take(&policy.schema, &policy.table);
     Ok((plan_table(client, table, policy, now).await?, o))
 }

@@ -28,7 +28,9 @@ type Table = (String, String);
 
 #[derive(Default)]
 struct Batch {
-    waiting: Vec<(Table, oneshot::Sender<Result<Seen>>)>,
+    /// Each request: its table, whether the table's key holds time (see
+    /// `observe::time_keyed`), where the answer goes.
+    waiting: Vec<(Table, bool, oneshot::Sender<Result<Seen>>)>,
     running: bool,
 }
 
@@ -47,14 +49,21 @@ impl SharedObserver {
         }
     }
 
-    /// Observe `schema.table` in the next observation of this database.
-    pub async fn observe(self: &Arc<Self>, pool: &Pool, schema: &str, table: &str) -> Result<Seen> {
+    /// Observe `schema.table` in the next observation of this database; `time_keyed`: its
+    /// integer key holds time (`keyEncoding`), so its max(key) is not needed.
+    pub async fn observe(
+        self: &Arc<Self>,
+        pool: &Pool,
+        schema: &str,
+        table: &str,
+        time_keyed: bool,
+    ) -> Result<Seen> {
         let (tx, rx) = oneshot::channel();
         let start = {
             let mut batch = self.batch.lock().expect("observer lock");
             batch
                 .waiting
-                .push(((schema.to_owned(), table.to_owned()), tx));
+                .push(((schema.to_owned(), table.to_owned()), time_keyed, tx));
             !std::mem::replace(&mut batch.running, true)
         };
         if start {
@@ -78,17 +87,23 @@ impl SharedObserver {
             };
             let tables: Vec<Table> = batch
                 .iter()
-                .map(|(t, _)| t.clone())
+                .map(|(t, ..)| t.clone())
                 .collect::<BTreeSet<_>>()
                 .into_iter()
+                .collect();
+            // max(key) is skipped only where no request needs it.
+            let time_keyed: Vec<Table> = tables
+                .iter()
+                .filter(|t| batch.iter().all(|(u, keyed, _)| u != *t || *keyed))
+                .cloned()
                 .collect();
             self.observations.inc();
             let observed = async {
                 let conn = pool::get(&pool).await?;
-                observe(&conn, Some(&tables), false).await
+                observe(&conn, Some(&tables), &time_keyed, false).await
             }
             .await;
-            for ((schema, table), tx) in batch {
+            for ((schema, table), _, tx) in batch {
                 let answer = match &observed {
                     Ok(o) => Ok(Seen {
                         table: o.table(&schema, &table).cloned(),
