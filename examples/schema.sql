@@ -79,3 +79,11 @@ CREATE TABLE public.clicks (
     at_ms   bigint NOT NULL,
     element text   NOT NULL
 ) PARTITION BY RANGE (at_ms);
+
+-- archive-to-directory.yaml
+CREATE TABLE public.downloads (
+    id          bigint GENERATED ALWAYS AS IDENTITY,
+    fetched_at  timestamptz NOT NULL,
+    file        text        NOT NULL,
+    bytes       bigint
+) PARTITION BY RANGE (fetched_at);

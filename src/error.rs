@@ -43,6 +43,9 @@ pub enum Error {
     Hole(String),
     #[error("{0}")]
     Input(String),
+    /// Archiving a retired partition failed or did not verify: the partition is kept.
+    #[error("archive: {0}")]
+    Archive(String),
 }
 
 impl Error {
@@ -76,6 +79,7 @@ impl Error {
             Error::Database(_) => "DatabaseError",
             Error::Hole(_) => "MissingPartition",
             Error::Input(_) => "InvalidInput",
+            Error::Archive(_) => "ArchiveFailed",
         }
     }
 

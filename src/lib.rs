@@ -3,6 +3,7 @@
 //! Data flows one way: policy → resolve → observe → plan → execute → report.
 //! `plan` is pure (no I/O); `db` and `controller` are the thin imperative shell.
 
+pub mod archive;
 pub mod cli;
 pub mod clock;
 pub mod controller;

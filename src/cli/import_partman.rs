@@ -131,6 +131,7 @@ pub async fn import(url: &str, secret: &str) -> Result<()> {
                 keep,
                 action,
                 schema,
+                archive: None,
                 max_per_pass: None,
             }
         });

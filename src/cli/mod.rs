@@ -1,7 +1,8 @@
-//! The command line: controller | plan | apply | status | crd.
+//! The command line: controller | plan | apply | status | restore | crd | import-partman.
 //! Exit codes: 0 done (or nothing to do), 1 failed, 2 bad input (nothing was changed).
 
 mod import_partman;
+mod restore;
 mod run;
 mod status;
 
@@ -44,6 +45,27 @@ pub struct RunArgs {
     pub connections: u16,
 }
 
+#[derive(clap::Args, Clone)]
+pub struct RestoreArgs {
+    /// File with the PartitionPolicy whose retention archived the partition.
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// The policy's table (schema.table), when the file holds several that archive.
+    #[arg(long)]
+    pub table: Option<String>,
+    /// The archived partition's name, e.g. events_p20240101.
+    #[arg(long)]
+    pub partition: String,
+    /// Bring it back as a plain table of this name, beside the parent.
+    #[arg(long)]
+    pub as_table: Option<String>,
+    /// Bring it back as the partition it was (its name and bound).
+    #[arg(long)]
+    pub attach: bool,
+    #[arg(long, env = "PGPART_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator (in cluster, or with KUBECONFIG).
@@ -73,6 +95,9 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
+    /// Bring an archived partition back (retention.action: Archive), checked against its
+    /// manifest.
+    Restore(RestoreArgs),
     /// Print the CustomResourceDefinition YAML that crds/ holds.
     Crd,
     /// Print PartitionPolicies equivalent to pg_partman's part_config (for migrating).
@@ -103,6 +128,7 @@ pub async fn main() -> ExitCode {
             database_url,
             secret,
         } => import_partman::import(&database_url, &secret).await,
+        Command::Restore(args) => restore::restore(args).await,
         Command::Crd => {
             print!("{}", crate::policy::crd_yaml());
             Ok(())

@@ -398,6 +398,7 @@ fn event_reason(kind: &str) -> &'static str {
         "restore_orphan" => "HiddenRowsRestored",
         "finish_detach" => "DetachFinished",
         "detach" | "drop" | "move_to_schema" => "PartitionRetired",
+        "archive" => "PartitionArchived",
         "abandon_retire" => "RetirementAbandoned",
         _ => "Changed",
     }

@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
+use crate::archive;
 use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::plan::action::{self, Action, RangeSlot, TableCtx};
 use crate::plan::quote::{ident, literal};
+use crate::policy::RetentionAction;
 
 /// How long one pass keeps trying for its locks, in all: a 20 s report query or ANALYZE
 /// is waited out, a session that holds on for longer is named in a `LockTimeout`.
@@ -92,7 +94,8 @@ pub async fn unlock_table(client: &Client, ctx: &TableCtx) -> Result<()> {
 /// Execute the plan's actions in order, reporting each outcome as it completes. After a
 /// failure to make or repair a partition nothing is retired in this pass: coverage is never
 /// reduced while something is wrong. A retirement that fails (say, a foreign key still
-/// points at the partition) holds up no other.
+/// points at the partition) holds up no other, except that a failed archive holds up the
+/// other archives.
 pub async fn execute_plan(
     client: &mut Client,
     plan: &Plan,
@@ -105,10 +108,23 @@ pub async fn execute_plan(
     let concurrently = can_detach_concurrently(server_version_num, ctx);
     let mut outcomes = Vec::new();
     let mut failed = false;
+    let mut archive_failed = false;
     let mut contended = false;
     for a in &plan.actions {
         let retires = matches!(a, Action::Retire { .. } | Action::FinishRetire { .. });
-        if failed && retires {
+        // After an archive failed (the store refused, the disk is full), no other
+        // partition is detached to be archived in this pass: it would only wait, detached.
+        let archives = matches!(
+            a,
+            Action::Retire {
+                action: RetentionAction::Archive,
+                ..
+            } | Action::FinishRetire {
+                action: RetentionAction::Archive,
+                ..
+            }
+        );
+        if (failed && retires) || (archive_failed && archives) {
             continue;
         }
         let mut rows = 0;
@@ -151,6 +167,7 @@ pub async fn execute_plan(
             }
         };
         failed |= result.is_err() && !retires;
+        archive_failed |= result.is_err() && archives;
         let outcome = Outcome {
             action: a.clone(),
             description: a.describe(ctx),
@@ -249,18 +266,11 @@ async fn long_holder(
     Ok(row.map(|r| r.get(0)))
 }
 
-fn lock_timeout_sql(ctx: &TableCtx) -> String {
-    format!(
-        "SET LOCAL lock_timeout = {}",
-        literal(&format!("{}ms", ctx.lock_timeout.as_millis().max(1)))
-    )
-}
-
 /// Run statements as one transaction; on error roll back so the session stays usable.
 async fn in_transaction(client: &Client, ctx: &TableCtx, statements: &[String]) -> Result<()> {
     let sql = format!(
         "BEGIN; {}; {}; COMMIT",
-        lock_timeout_sql(ctx),
+        action::lock_timeout_sql(ctx),
         statements.join("; ")
     );
     match client.batch_execute(&sql).await {
@@ -287,11 +297,18 @@ async fn execute_action(
         Action::Retire {
             partition,
             action: how,
-            to_schema,
+            target,
         } => {
-            // Mark first (Drop/MoveToSchema), so a pass dying after the detach leaves a
-            // table the next pass finishes; then detach; then drop or move.
-            if let Some(mark) = action::mark_retiring(ctx, partition, *how, to_schema.as_deref()) {
+            // Mark first (Drop/MoveToSchema/Archive), so a pass dying after the detach
+            // leaves a table the next pass finishes; then detach; then drop, move, or
+            // archive and drop. An archive's mark keeps the bound, which the detach clears.
+            let bound = match how {
+                RetentionAction::Archive => partition_bound(client, ctx, partition).await?,
+                _ => None,
+            };
+            if let Some(mark) =
+                action::mark_retiring(ctx, partition, *how, target.as_deref(), bound.as_deref())
+            {
                 in_transaction(client, ctx, &[mark]).await?;
             }
             if concurrently {
@@ -310,11 +327,18 @@ async fn execute_action(
                 let detach = action::detach(ctx, partition, false);
                 in_transaction(client, ctx, std::slice::from_ref(&detach)).await?;
             }
-            let rest = action::finish_retire(ctx, partition, *how, to_schema.as_deref());
-            if !rest.is_empty() {
-                in_transaction(client, ctx, &rest).await?;
-            }
-            Ok(())
+            finish_retire(client, ctx, partition, *how, target.as_deref(), bound, rows).await
+        }
+        Action::FinishRetire {
+            partition,
+            action: how,
+            target,
+        } => {
+            let bound = match how {
+                RetentionAction::Archive => retiring_bound(client, ctx, partition).await?,
+                _ => None,
+            };
+            finish_retire(client, ctx, partition, *how, target.as_deref(), bound, rows).await
         }
         Action::Repair { slot } => repair(client, ctx, slot, rows).await,
         Action::RestoreOrphan { table } => {
@@ -328,6 +352,61 @@ async fn execute_action(
         }
         _ => in_transaction(client, ctx, &action::statements(a, ctx, false)).await,
     }
+}
+
+/// After the detach: drop or move the partition, or archive and drop it (`rows`: how many
+/// were archived).
+async fn finish_retire(
+    client: &Client,
+    ctx: &TableCtx,
+    partition: &str,
+    how: RetentionAction,
+    target: Option<&str>,
+    bound: Option<String>,
+    rows: &mut i64,
+) -> Result<()> {
+    if how == RetentionAction::Archive {
+        let manifest = archive::archive_and_drop(client, ctx, partition, bound).await?;
+        *rows = manifest.rows as i64;
+        return Ok(());
+    }
+    let rest = action::finish_retire(ctx, partition, how, target);
+    if !rest.is_empty() {
+        in_transaction(client, ctx, &rest).await?;
+    }
+    Ok(())
+}
+
+/// The partition's `FOR VALUES ...`, while it is still attached.
+async fn partition_bound(
+    client: &Client,
+    ctx: &TableCtx,
+    partition: &str,
+) -> Result<Option<String>> {
+    Ok(client
+        .query_opt(
+            "SELECT pg_get_expr(relpartbound, oid) FROM pg_class \
+              WHERE oid = to_regclass($1) AND relispartition",
+            &[&ctx.child(partition)],
+        )
+        .await?
+        .and_then(|r| r.get::<_, Option<String>>(0)))
+}
+
+/// The bound an archive's retiring mark kept, for a retirement an earlier pass began.
+async fn retiring_bound(
+    client: &Client,
+    ctx: &TableCtx,
+    partition: &str,
+) -> Result<Option<String>> {
+    let comment: Option<String> = client
+        .query_one(
+            "SELECT obj_description(to_regclass($1), 'pg_class')",
+            &[&ctx.child(partition)],
+        )
+        .await?
+        .get(0);
+    Ok(comment.and_then(|c| action::retiring_bound(&ctx.table, &c).map(str::to_string)))
 }
 
 enum Attachment {
@@ -387,7 +466,7 @@ async fn repair(
     // Before any strong lock: how many rows would have to move (bounded), and whether
     // moving them would fire anything.
     let tx = client.transaction().await?;
-    tx.batch_execute(&lock_timeout_sql(ctx)).await?;
+    tx.batch_execute(&action::lock_timeout_sql(ctx)).await?;
     let outside: i64 = tx
         .query_one(
             &format!(
@@ -423,7 +502,7 @@ async fn repair(
         None
     };
     let tx = client.transaction().await?;
-    tx.batch_execute(&lock_timeout_sql(ctx)).await?;
+    tx.batch_execute(&action::lock_timeout_sql(ctx)).await?;
     // Without rows to move, the move step is the comment `plan` shows in its place.
     for st in action::repair(ctx, slot, cols.as_deref()) {
         if !st.starts_with("--") {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::bounds::{display_key_value, render_key_value};
 use super::model::{KeyKind, KeyValue};
 use crate::plan::quote::{ident, literal, qualified};
-use crate::policy::RetentionAction;
+use crate::policy::{ArchiveSpec, RetentionAction};
 
 /// The comment that marks a partition as pgpart's own, for people reading the catalog.
 pub const OWNER_MARK: &str = "pgpart: managed partition";
@@ -24,15 +24,26 @@ pub const RETIRING_MARK: &str = "pgpart: retiring partition of ";
 /// [`Action::AbandonRetire`]): no longer pgpart's to drop or move.
 pub const DETACHED_MARK: &str = "pgpart: detached from ";
 
-/// What a retiring mark says is left to do, naming the parent table it left.
-pub fn retiring_mark(table: &str, action: RetentionAction, to_schema: Option<&str>) -> String {
-    match (action, to_schema) {
+/// What a retiring mark says is left to do, naming the parent table it left. An archive's
+/// mark also keeps the partition's bound (`bound`, read before the detach clears it), which
+/// the archive's manifest records for `pgpart restore --attach`.
+pub fn retiring_mark(
+    table: &str,
+    action: RetentionAction,
+    target: Option<&str>,
+    bound: Option<&str>,
+) -> String {
+    match (action, target) {
         (RetentionAction::MoveToSchema, Some(s)) => format!("{RETIRING_MARK}{table}: move to {s}"),
+        (RetentionAction::Archive, Some(url)) => format!(
+            "{RETIRING_MARK}{table}: archive to {url}; {}",
+            bound.unwrap_or("<its bound>")
+        ),
         _ => format!("{RETIRING_MARK}{table}: drop"),
     }
 }
 
-/// Read a retiring mark left by `table`'s policy: (action, target schema).
+/// Read a retiring mark left by `table`'s policy: (action, target schema or archive URL).
 pub fn parse_retiring_mark(
     table: &str,
     comment: &str,
@@ -41,8 +52,19 @@ pub fn parse_retiring_mark(
     if rest == "drop" {
         return Some((RetentionAction::Drop, None));
     }
+    if let Some(archive) = rest.strip_prefix("archive to ") {
+        let (url, _bound) = archive.split_once("; ")?;
+        return Some((RetentionAction::Archive, Some(url.to_string())));
+    }
     let schema = rest.strip_prefix("move to ")?;
     Some((RetentionAction::MoveToSchema, Some(schema.to_string())))
+}
+
+/// The partition bound an archive's retiring mark keeps (see [`retiring_mark`]).
+pub fn retiring_bound<'a>(table: &str, comment: &'a str) -> Option<&'a str> {
+    let rest = comment.strip_prefix(RETIRING_MARK)?.strip_prefix(table)?;
+    let (_url, bound) = rest.strip_prefix(": archive to ")?.split_once("; ")?;
+    bound.starts_with("FOR VALUES ").then_some(bound)
 }
 
 /// Left by earlier versions of pgpart on a standalone child it was filling during a repair (a
@@ -61,6 +83,8 @@ pub struct TableCtx {
     pub key_kind: Option<KeyKind>,
     pub default_partition: Option<String>,
     pub lock_timeout: Duration,
+    /// Where an Archive retirement writes (spec.retention.archive).
+    pub archive: Option<ArchiveSpec>,
 }
 
 impl TableCtx {
@@ -159,13 +183,13 @@ pub enum Action {
     Retire {
         partition: String,
         action: RetentionAction,
-        to_schema: Option<String>,
+        target: Option<String>,
     },
     /// Drop or move a partition an earlier pass detached but did not finish retiring.
     FinishRetire {
         partition: String,
         action: RetentionAction,
-        to_schema: Option<String>,
+        target: Option<String>,
     },
     /// Clear the retiring mark of a detached partition whose retirement the spec no
     /// longer asks for: it stays a plain detached table, never dropped on a stale mark.
@@ -216,6 +240,10 @@ impl Action {
                 action: RetentionAction::MoveToSchema,
                 ..
             } => "move_to_schema",
+            Action::Retire {
+                action: RetentionAction::Archive,
+                ..
+            } => "archive",
             Action::FinishRetire { .. } => "finish_retire",
             Action::AbandonRetire { .. } => "abandon_retire",
         }
@@ -287,25 +315,33 @@ impl Action {
             Action::Retire {
                 partition,
                 action,
-                to_schema,
+                target,
             } => match action {
                 RetentionAction::Detach => format!("detach {partition} from {parent} (retention)"),
                 RetentionAction::Drop => format!("detach and drop {partition} (retention)"),
                 RetentionAction::MoveToSchema => {
                     format!(
                         "detach {partition} and move it to schema {} (retention)",
-                        to_schema.as_deref().unwrap_or("?")
+                        target.as_deref().unwrap_or("?")
                     )
                 }
+                RetentionAction::Archive => format!(
+                    "detach {partition}, archive it to {}, verify, and drop it (retention)",
+                    target.as_deref().unwrap_or("?")
+                ),
             },
             Action::FinishRetire {
                 partition,
                 action,
-                to_schema,
+                target,
             } => match action {
                 RetentionAction::MoveToSchema => format!(
                     "finish retiring {partition}: move it to schema {}",
-                    to_schema.as_deref().unwrap_or("?")
+                    target.as_deref().unwrap_or("?")
+                ),
+                RetentionAction::Archive => format!(
+                    "finish retiring {partition}: archive it to {}, verify, and drop it",
+                    target.as_deref().unwrap_or("?")
                 ),
                 _ => format!("finish retiring {partition}: drop it"),
             },
@@ -314,6 +350,14 @@ impl Action {
             ),
         }
     }
+}
+
+/// The transaction's lock wait: the policy's lockTimeout.
+pub fn lock_timeout_sql(ctx: &TableCtx) -> String {
+    format!(
+        "SET LOCAL lock_timeout = {}",
+        literal(&format!("{}ms", ctx.lock_timeout.as_millis().max(1)))
+    )
 }
 
 /// `CREATE TABLE child (LIKE parent ...)`: a standalone table that ATTACH can take with
@@ -332,13 +376,14 @@ pub fn mark_retiring(
     ctx: &TableCtx,
     partition: &str,
     action: RetentionAction,
-    to_schema: Option<&str>,
+    target: Option<&str>,
+    bound: Option<&str>,
 ) -> Option<String> {
     (action != RetentionAction::Detach).then(|| {
         format!(
             "COMMENT ON TABLE {} IS {}",
             ctx.child(partition),
-            literal(&retiring_mark(&ctx.table, action, to_schema))
+            literal(&retiring_mark(&ctx.table, action, target, bound))
         )
     })
 }
@@ -493,20 +538,21 @@ pub fn statements(action: &Action, ctx: &TableCtx, concurrent_detach: bool) -> V
         Action::Retire {
             partition,
             action,
-            to_schema,
+            target,
         } => {
-            let mut v: Vec<String> = mark_retiring(ctx, partition, *action, to_schema.as_deref())
-                .into_iter()
-                .collect();
+            let mut v: Vec<String> =
+                mark_retiring(ctx, partition, *action, target.as_deref(), None)
+                    .into_iter()
+                    .collect();
             v.push(detach(ctx, partition, concurrent_detach));
-            v.extend(finish_retire(ctx, partition, *action, to_schema.as_deref()));
+            v.extend(shown_finish(ctx, partition, *action, target.as_deref()));
             v
         }
         Action::FinishRetire {
             partition,
             action,
-            to_schema,
-        } => finish_retire(ctx, partition, *action, to_schema.as_deref()),
+            target,
+        } => shown_finish(ctx, partition, *action, target.as_deref()),
         Action::AbandonRetire { partition } => vec![format!(
             "COMMENT ON TABLE {} IS {}",
             ctx.child(partition),
@@ -518,14 +564,39 @@ pub fn statements(action: &Action, ctx: &TableCtx, concurrent_detach: bool) -> V
     }
 }
 
-/// What follows a retiring partition's detach, in one transaction.
+/// How `plan` shows the archive's step, which is no SQL statement.
+fn archive_step(ctx: &TableCtx, partition: &str, url: &str) -> String {
+    format!(
+        "-- COPY {} TO STDOUT, gzip, into {url} at {}, read back and verified (rows, SHA-256), in the transaction that then drops it:",
+        ctx.child(partition),
+        super::archive::object_dir(&ctx.schema, &ctx.table, partition)
+    )
+}
+
+/// The statements that follow a retiring partition's detach, as `plan` shows them.
+fn shown_finish(
+    ctx: &TableCtx,
+    partition: &str,
+    action: RetentionAction,
+    target: Option<&str>,
+) -> Vec<String> {
+    let mut v = Vec::new();
+    if let (RetentionAction::Archive, Some(url)) = (action, target) {
+        v.push(archive_step(ctx, partition, url));
+    }
+    v.extend(finish_retire(ctx, partition, action, target));
+    v
+}
+
+/// What follows a retiring partition's detach, in one transaction (for Archive: the
+/// transaction that archived it, see `archive::retire`).
 pub fn finish_retire(
     ctx: &TableCtx,
     partition: &str,
     action: RetentionAction,
-    to_schema: Option<&str>,
+    target: Option<&str>,
 ) -> Vec<String> {
-    match (action, to_schema) {
+    match (action, target) {
         (RetentionAction::Detach, _) => Vec::new(),
         (RetentionAction::MoveToSchema, Some(schema)) => vec![
             format!("CREATE SCHEMA IF NOT EXISTS {}", ident(schema)),

@@ -86,6 +86,7 @@ pub fn plan(
         key_kind,
         default_partition: default.clone(),
         lock_timeout: policy.lock_timeout,
+        archive: policy.retention.as_ref().and_then(|r| r.archive.clone()),
     };
     let mut actions = Vec::new();
     let mut findings = Vec::new();

@@ -2,6 +2,7 @@
 //! desired partitions, the ordered actions that get there, and findings.
 
 pub mod action;
+pub mod archive;
 pub mod bounds;
 pub mod calendar;
 pub mod diff;

@@ -41,18 +41,18 @@ pub(super) fn finish_marked(
     findings: &mut Vec<Finding>,
 ) {
     for (name, comment) in &table.retiring {
-        let Some((marked, marked_schema)) = parse_retiring_mark(&table.name, comment) else {
+        let Some((marked, marked_target)) = parse_retiring_mark(&table.name, comment) else {
             continue;
         };
         let asked = policy
             .retention
             .as_ref()
-            .filter(|ret| ret.action == marked && ret.schema == marked_schema);
+            .filter(|ret| ret.action == marked && ret.target() == marked_target);
         match asked {
             Some(_) => actions.push(Action::FinishRetire {
                 partition: name.clone(),
                 action: marked,
-                to_schema: marked_schema,
+                target: marked_target,
             }),
             None => {
                 actions.push(Action::AbandonRetire {
@@ -94,7 +94,7 @@ pub(super) fn retire_expired(
             actions.push(Action::Retire {
                 partition: p.name.clone(),
                 action: ret.action,
-                to_schema: ret.schema.clone(),
+                target: ret.target(),
             });
         }
         let unmanaged_old = ranges

@@ -399,11 +399,61 @@ fn a_repair_is_refused_for_a_referenced_table_and_leftovers_are_undone() {
 }
 
 #[test]
+fn an_archive_mark_keeps_its_url_and_bound_and_is_finished_only_to_that_archive() {
+    use crate::policy::RetentionAction::Archive;
+    let bound = "FOR VALUES FROM ('2024-01-01 00:00:00+00') TO ('2024-02-01 00:00:00+00')";
+    let mark = action::retiring_mark("events", Archive, Some("file:///a"), Some(bound));
+    assert_eq!(
+        action::parse_retiring_mark("events", &mark),
+        Some((Archive, Some("file:///a".to_string())))
+    );
+    assert_eq!(action::retiring_bound("events", &mark), Some(bound));
+    assert_eq!(action::retiring_bound("other", &mark), None);
+    assert_eq!(action::parse_retiring_mark("other", &mark), None);
+
+    let mut tb = table(monthly_parts(t(2026, 11, 1), 3));
+    tb.retiring = vec![("events_p20240101".into(), mark)];
+    let archive_to = |url: &str| {
+        policy(&format!(
+            "range: {{interval: 1 month, premake: 2}}\nretention: {{keep: 12 months, action: Archive, archive: {{url: \"{url}\"}}}}"
+        ))
+    };
+    // The same archive: finished there.
+    let plan_ = super::plan(&archive_to("file:///a"), Some(&tb), at(2026, 11, 22, 0)).unwrap();
+    assert!(plan_.actions.contains(&Action::FinishRetire {
+        partition: "events_p20240101".into(),
+        action: Archive,
+        target: Some("file:///a".into()),
+    }));
+    let finish = plan_
+        .actions
+        .iter()
+        .find(|a| matches!(a, Action::FinishRetire { .. }))
+        .unwrap();
+    let shown = action::statements(finish, &plan_.ctx, false);
+    assert!(
+        shown
+            .iter()
+            .any(|s| s.starts_with("-- COPY \"public\".\"events_p20240101\" TO STDOUT")),
+        "{shown:?}"
+    );
+    assert_eq!(
+        shown.last().unwrap(),
+        "DROP TABLE \"public\".\"events_p20240101\""
+    );
+    // Another archive now: never written where the spec no longer says.
+    let plan_ = super::plan(&archive_to("file:///b"), Some(&tb), at(2026, 11, 22, 0)).unwrap();
+    assert!(plan_.actions.contains(&Action::AbandonRetire {
+        partition: "events_p20240101".into()
+    }));
+}
+
+#[test]
 fn a_stale_retiring_mark_is_never_acted_on() {
     let mut tb = table(monthly_parts(t(2026, 11, 1), 3));
     tb.retiring = vec![(
         "events_p20240101".into(),
-        action::retiring_mark("events", crate::policy::RetentionAction::Drop, None),
+        action::retiring_mark("events", crate::policy::RetentionAction::Drop, None, None),
     )];
     // The spec now says Detach: the mark from Drop is cleared, nothing is dropped.
     let p = policy(

@@ -160,6 +160,7 @@ pub struct HashSpec {
 
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("!has(self.action) || self.action != 'MoveToSchema' || has(self.schema)").message("spec.retention.schema is required when spec.retention.action is MoveToSchema"))]
+#[x_kube(validation = Rule::new("!has(self.action) || self.action != 'Archive' || has(self.archive)").message("spec.retention.archive is required when spec.retention.action is Archive: say where retired partitions are written, e.g. archive: {url: file:///var/lib/pgpart/archive}"))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetentionSpec {
     /// Retire partitions whose WHOLE range ends before now − keep, e.g. "24 months".
@@ -170,6 +171,9 @@ pub struct RetentionSpec {
     /// Target schema for MoveToSchema.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
+    /// Where Archive writes each retired partition before it is dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveSpec>,
     /// At most this many partitions retired per pass (default 10), so a clock jump or a new
     /// policy on an old table never retires everything at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -183,6 +187,28 @@ pub enum RetentionAction {
     Detach,
     Drop,
     MoveToSchema,
+    /// Detach, write the partition to `archive`, read it back and verify it, then drop it.
+    Archive,
+}
+
+/// An archive of retired partitions: a directory or an S3-compatible bucket. Each partition
+/// is written as `<schema>/<table>/<partition>/data.copy.gz` (its rows in COPY text format,
+/// gzip) and `manifest.json` (columns, bound, row count, SHA-256), read by `pgpart restore`.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ArchiveSpec {
+    /// `file:///absolute/dir` (in a cluster: a volume mounted into the controller, see the
+    /// chart's `archive` values) or `s3://bucket[/prefix]`.
+    #[x_kube(validation = Rule::new("self.startsWith('file:///') || self.startsWith('s3://')").message("spec.retention.archive.url must be file:///absolute/dir or s3://bucket[/prefix]"))]
+    pub url: String,
+    /// s3:// only: the endpoint of an S3-compatible store (MinIO, Ceph, ...), e.g.
+    /// `http://minio.storage:9000`; absent: AWS S3. Credentials come from the environment
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`; the chart sets them from a Secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// s3:// only: the bucket's region (default: `AWS_REGION`, else us-east-1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]

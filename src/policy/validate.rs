@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{KeyEncoding, OnRows, PartitionPolicySpec, RetentionAction};
+use super::{ArchiveSpec, KeyEncoding, OnRows, PartitionPolicySpec, RetentionAction};
 use crate::error::{Error, Result};
 use crate::policy::template::Template;
 use crate::policy::units::{Interval, TimeStep, Zone, parse_short_duration};
@@ -53,7 +53,20 @@ pub struct Retention {
     pub keep: Keep,
     pub action: RetentionAction,
     pub schema: Option<String>,
+    pub archive: Option<ArchiveSpec>,
     pub max_per_pass: u32,
+}
+
+impl Retention {
+    /// Where a retired partition goes: the schema of MoveToSchema, the archive's URL of
+    /// Archive, nothing for Detach and Drop.
+    pub fn target(&self) -> Option<String> {
+        match self.action {
+            RetentionAction::MoveToSchema => self.schema.clone(),
+            RetentionAction::Archive => self.archive.as_ref().map(|a| a.url.clone()),
+            RetentionAction::Detach | RetentionAction::Drop => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -288,6 +301,16 @@ pub fn validate(spec: &PartitionPolicySpec) -> Result<ValidPolicy> {
                     _ => {}
                 }
             }
+            let archive = match (r.action, &r.archive) {
+                (RetentionAction::Archive, None) => {
+                    return Err(Error::invalid(
+                        "spec.retention.archive",
+                        "required when spec.retention.action is Archive: say where retired partitions are written, e.g. archive: {url: file:///var/lib/pgpart/archive}",
+                    ));
+                }
+                (RetentionAction::Archive, Some(a)) => Some(validate_archive(a)?),
+                _ => None,
+            };
             let max_per_pass = r.max_per_pass.unwrap_or(DEFAULT_RETIRE_PER_PASS as i32);
             if max_per_pass < 1 {
                 return Err(Error::invalid(
@@ -299,6 +322,7 @@ pub fn validate(spec: &PartitionPolicySpec) -> Result<ValidPolicy> {
                 keep,
                 action: r.action,
                 schema: r.schema.clone(),
+                archive,
                 max_per_pass: max_per_pass as u32,
             })
         }
@@ -343,6 +367,60 @@ pub fn validate(spec: &PartitionPolicySpec) -> Result<ValidPolicy> {
     })
 }
 
+/// An archive URL pgpart can write to: an absolute directory or a bucket, nothing else.
+fn validate_archive(a: &ArchiveSpec) -> Result<ArchiveSpec> {
+    let field = "spec.retention.archive.url";
+    if let Some(path) = a.url.strip_prefix("file://") {
+        if !path.starts_with('/') || path.len() < 2 {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "{:?}: give an absolute directory, e.g. file:///var/lib/pgpart/archive",
+                    a.url
+                ),
+            ));
+        }
+        if a.endpoint.is_some() || a.region.is_some() {
+            return Err(Error::invalid(
+                "spec.retention.archive",
+                "endpoint and region are for s3:// archives: remove them for a file:// one",
+            ));
+        }
+    } else if let Some(rest) = a.url.strip_prefix("s3://") {
+        let bucket = rest.split('/').next().unwrap_or_default();
+        if bucket.is_empty() {
+            return Err(Error::invalid(
+                field,
+                format!("{:?}: name the bucket, e.g. s3://archive/pgpart", a.url),
+            ));
+        }
+        if let Some(e) = &a.endpoint
+            && !(e.starts_with("http://") || e.starts_with("https://"))
+        {
+            return Err(Error::invalid(
+                "spec.retention.archive.endpoint",
+                format!("{e:?}: give the store's URL, e.g. http://minio.storage:9000"),
+            ));
+        }
+    } else {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "{:?}: must be file:///absolute/dir or s3://bucket[/prefix]",
+                a.url
+            ),
+        ));
+    }
+    // The retiring mark holds the URL up to a "; " (see plan::action::retiring_mark).
+    if a.url.contains(|c: char| c.is_whitespace() || c == ';') {
+        return Err(Error::invalid(
+            field,
+            format!("{:?}: no spaces or semicolons in an archive URL", a.url),
+        ));
+    }
+    Ok(a.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,6 +444,41 @@ mod tests {
             &format!("public.{}", "x".repeat(64)),
         ] {
             assert!(split_table(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn archive_urls() {
+        let spec = |url: &str, endpoint: Option<&str>| ArchiveSpec {
+            url: url.into(),
+            endpoint: endpoint.map(Into::into),
+            region: None,
+        };
+        for ok in [
+            spec("file:///var/lib/pgpart/archive", None),
+            spec("s3://bucket", None),
+            spec("s3://bucket/some/prefix", Some("http://minio:9000")),
+        ] {
+            assert!(validate_archive(&ok).is_ok(), "{ok:?}");
+        }
+        for (bad, field) in [
+            (spec("file://relative", None), "spec.retention.archive.url"),
+            (spec("file:///", None), "spec.retention.archive.url"),
+            (spec("s3://", None), "spec.retention.archive.url"),
+            (spec("ftp://host/x", None), "spec.retention.archive.url"),
+            (spec("file:///a b", None), "spec.retention.archive.url"),
+            (spec("file:///a;b", None), "spec.retention.archive.url"),
+            (
+                spec("file:///a", Some("http://x")),
+                "spec.retention.archive",
+            ),
+            (
+                spec("s3://b", Some("minio:9000")),
+                "spec.retention.archive.endpoint",
+            ),
+        ] {
+            let e = validate_archive(&bad).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("{field}: ")), "{bad:?}: {e}");
         }
     }
 }
