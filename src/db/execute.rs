@@ -302,8 +302,13 @@ async fn execute_action(
             // Mark first (Drop/MoveToSchema/Archive), so a pass dying after the detach
             // leaves a table the next pass finishes; then detach; then drop, move, or
             // archive and drop. An archive's mark keeps the bound, which the detach clears.
+            // A retry of this action (after a lock timeout) finds it detached already: the
+            // bound is then the one its mark kept, never lost to the placeholder.
             let bound = match how {
-                RetentionAction::Archive => partition_bound(client, ctx, partition).await?,
+                RetentionAction::Archive => match partition_bound(client, ctx, partition).await? {
+                    Some(b) => Some(b),
+                    None => retiring_bound(client, ctx, partition).await?,
+                },
                 _ => None,
             };
             if let Some(mark) =
